@@ -1,0 +1,96 @@
+// The one interface between the graph executor and a device: memory, and the
+// forward and backward rule of every op. The CPU backend implements it with
+// plain C++; the CUDA backend with the kernels in kernels/.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "engine/graph.h"
+
+namespace ddpm {
+
+// What a step needs besides tensors. `seed` and `step` key every random draw
+// (dropout masks), so a step replays identically.
+struct RunContext {
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  bool training = false;
+};
+
+// A gradient destination: absent (data == nullptr) when no gradient is wanted;
+// `accumulate` false means overwrite (the first contribution), true means add.
+struct GradTensor {
+  Tensor tensor;
+  bool accumulate = true;
+};
+
+struct ForwardArgs {
+  std::span<const Tensor> inputs;
+  std::span<const Tensor> outputs;
+  const RunContext& ctx;
+};
+
+// Inputs and outputs the backward rule does not read (OpSignature's saved_*
+// bits) may be passed undefined. A grad_output that is undefined is zero.
+struct BackwardArgs {
+  std::span<const Tensor> inputs;
+  std::span<const Tensor> outputs;
+  std::span<const Tensor> grad_outputs;
+  std::span<const GradTensor> grad_inputs;
+  const RunContext& ctx;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  virtual void* allocate(size_t bytes) = 0;
+  virtual void deallocate(void* p) noexcept = 0;
+  virtual void fill_zero(void* p, size_t bytes) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
+  virtual void synchronize() {}
+
+  virtual void forward(const Node& node, const ForwardArgs& args) = 0;
+  virtual void backward(const Node& node, const BackwardArgs& args) = 0;
+};
+
+// Device memory owned by one allocation of a backend.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  DeviceBuffer(Backend& backend, size_t bytes)
+      : backend_(&backend), bytes_(bytes), data_(bytes ? backend.allocate(bytes) : nullptr) {}
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    reset();
+    backend_ = o.backend_;
+    bytes_ = o.bytes_;
+    data_ = o.data_;
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() { reset(); }
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void reset() noexcept {
+    if (data_) backend_->deallocate(data_);
+    data_ = nullptr;
+  }
+  Backend* backend_ = nullptr;
+  size_t bytes_ = 0;
+  void* data_ = nullptr;
+};
+
+}  // namespace ddpm

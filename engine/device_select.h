@@ -1,0 +1,22 @@
+// Choosing where to run: apps name a device ("auto", "cpu", "cuda"), and fall
+// back to the CPU, saying so, where no GPU (or no CUDA build) is present.
+#pragma once
+
+#include <ostream>
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace ddpm {
+
+// Number of CUDA devices visible; 0 in a build without CUDA or with no driver.
+int cuda_device_count();
+// The CUDA device's name, or "" where there is none.
+std::string cuda_device_name();
+bool built_with_cuda();
+
+// Throws std::invalid_argument for an unknown name. `log` receives one line
+// saying what was chosen and why.
+Device select_device(const std::string& requested, std::ostream& log);
+
+}  // namespace ddpm

@@ -1,0 +1,180 @@
+#include "engine/executor.h"
+
+#include <cstring>
+#include <stdexcept>
+
+#include "engine/random.h"
+
+namespace ddpm {
+
+Executor::Executor(const Graph& graph, Backend& backend, ExecMode mode)
+    : graph_(graph), backend_(backend), mode_(mode), plan_(plan_memory(graph, mode)) {
+  const size_t elem = dtype_size(graph.dtype);
+  arena_ = DeviceBuffer(backend, plan_.peak_bytes);
+  params_ = DeviceBuffer(backend, static_cast<size_t>(graph.param_buffer_elements) * elem);
+  if (mode == ExecMode::training) {
+    grads_ = DeviceBuffer(backend, params_.bytes());
+    if (grads_.bytes()) backend.fill_zero(grads_.data(), grads_.bytes());
+  }
+  if (params_.bytes()) backend.fill_zero(params_.data(), params_.bytes());
+}
+
+void Executor::check_value(ValueId v) const {
+  if (v < 0 || static_cast<size_t>(v) >= graph_.values.size())
+    throw std::out_of_range("executor: no value with id " + std::to_string(v));
+}
+
+Tensor Executor::view(ValueId v, void* base, int64_t byte_offset) const {
+  const Value& val = graph_.values[static_cast<size_t>(v)];
+  return Tensor{static_cast<char*>(base) + byte_offset, val.shape, graph_.dtype, backend_.device()};
+}
+
+Tensor Executor::value(ValueId v) const {
+  check_value(v);
+  const Value& val = graph_.values[static_cast<size_t>(v)];
+  if (val.kind == ValueKind::parameter)
+    return view(v, params_.data(),
+                val.param_offset * static_cast<int64_t>(dtype_size(graph_.dtype)));
+  return view(v, arena_.data(), plan_.value_offset[static_cast<size_t>(v)]);
+}
+
+Tensor Executor::grad(ValueId v) const {
+  check_value(v);
+  if (mode_ != ExecMode::training)
+    throw std::logic_error("executor: gradients exist only in training mode");
+  const Value& val = graph_.values[static_cast<size_t>(v)];
+  if (val.kind == ValueKind::parameter && val.requires_grad)
+    return view(v, grads_.data(),
+                val.param_offset * static_cast<int64_t>(dtype_size(graph_.dtype)));
+  if (plan_.grad_offset[static_cast<size_t>(v)] < 0)
+    throw std::logic_error("executor: value '" + val.name + "' has no gradient");
+  return view(v, arena_.data(), plan_.grad_offset[static_cast<size_t>(v)]);
+}
+
+Tensor Executor::parameters() const {
+  return Tensor{params_.data(), Shape{graph_.param_buffer_elements}, graph_.dtype,
+                backend_.device()};
+}
+
+Tensor Executor::gradients() const {
+  if (mode_ != ExecMode::training)
+    throw std::logic_error("executor: gradients exist only in training mode");
+  return Tensor{grads_.data(), Shape{graph_.param_buffer_elements}, graph_.dtype,
+                backend_.device()};
+}
+
+void Executor::init_parameters(uint64_t seed) {
+  const auto params = graph_.parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Value& val = graph_.values[static_cast<size_t>(params[i])];
+    const auto n = static_cast<size_t>(val.shape.numel());
+    std::vector<double> host(n, val.init.value);
+    if (val.init.kind == ParamInit::Kind::uniform) {
+      Philox rng(seed, /*stream=*/i);
+      for (double& x : host) x = (2 * rng.uniform() - 1) * val.init.value;
+    }
+    write(params[i], host);
+  }
+}
+
+template <typename T>
+void Executor::write(ValueId v, const std::vector<T>& data) {
+  const Tensor t = value(v);
+  if (data.size() != static_cast<size_t>(t.numel()))
+    throw std::invalid_argument("executor: writing " + std::to_string(data.size()) +
+                                " numbers into '" + graph_.values[static_cast<size_t>(v)].name +
+                                "' of shape " + t.shape.str());
+  if (t.dtype == DType::f32) {
+    const std::vector<float> f(data.begin(), data.end());
+    backend_.copy_from_host(t.data, f.data(), t.bytes());
+  } else if (t.dtype == DType::f64) {
+    const std::vector<double> d(data.begin(), data.end());
+    backend_.copy_from_host(t.data, d.data(), t.bytes());
+  } else {
+    throw std::logic_error("executor: write supports f32 and f64 graphs");
+  }
+}
+
+template <typename T>
+std::vector<T> Executor::read(const Tensor& t) const {
+  const auto n = static_cast<size_t>(t.numel());
+  if (t.dtype == DType::f32) {
+    std::vector<float> f(n);
+    backend_.copy_to_host(f.data(), t.data, t.bytes());
+    return std::vector<T>(f.begin(), f.end());
+  }
+  if (t.dtype == DType::f64) {
+    std::vector<double> d(n);
+    backend_.copy_to_host(d.data(), t.data, t.bytes());
+    return std::vector<T>(d.begin(), d.end());
+  }
+  throw std::logic_error("executor: read supports f32 and f64 graphs");
+}
+
+template void Executor::write(ValueId, const std::vector<float>&);
+template void Executor::write(ValueId, const std::vector<double>&);
+template std::vector<float> Executor::read(const Tensor&) const;
+template std::vector<double> Executor::read(const Tensor&) const;
+
+void Executor::forward(const RunContext& ctx_in) {
+  RunContext ctx = ctx_in;
+  ctx.training = mode_ == ExecMode::training;
+  std::vector<Tensor> ins, outs;
+  for (const Node& n : graph_.nodes) {
+    ins.clear();
+    outs.clear();
+    for (ValueId v : n.inputs) ins.push_back(value(v));
+    for (ValueId v : n.outputs) outs.push_back(value(v));
+    backend_.forward(n, ForwardArgs{ins, outs, ctx});
+  }
+}
+
+void Executor::backward(const RunContext& ctx_in, bool accumulate_param_grads) {
+  if (mode_ != ExecMode::training) throw std::logic_error("executor: backward needs training mode");
+  RunContext ctx = ctx_in;
+  ctx.training = true;
+  const BackwardAnalysis& a = plan_.backward;
+  if (!accumulate_param_grads && grads_.bytes()) backend_.fill_zero(grads_.data(), grads_.bytes());
+  if (!a.needs_grad[static_cast<size_t>(graph_.loss)]) return;  // nothing trainable reaches it
+
+  const Tensor loss_grad = grad(graph_.loss);
+  if (graph_.dtype == DType::f64) {
+    const double one = 1;
+    backend_.copy_from_host(loss_grad.data, &one, sizeof one);
+  } else {
+    const float one = 1;
+    backend_.copy_from_host(loss_grad.data, &one, sizeof one);
+  }
+
+  std::vector<Tensor> ins, outs, gouts;
+  std::vector<GradTensor> gins;
+  for (size_t i = graph_.nodes.size(); i-- > 0;) {
+    if (!a.runs_backward[i]) continue;
+    const Node& n = graph_.nodes[i];
+    ins.clear();
+    outs.clear();
+    gouts.clear();
+    gins.clear();
+    for (size_t s = 0; s < n.inputs.size(); ++s) {
+      const ValueId v = n.inputs[s];
+      const bool saved = n.signature.saved_inputs & bit(static_cast<int>(s));
+      ins.push_back(saved ? value(v)
+                          : Tensor{nullptr, graph_.values[static_cast<size_t>(v)].shape,
+                                   graph_.dtype, backend_.device()});
+      gins.push_back(a.needs_grad[static_cast<size_t>(v)] ? GradTensor{grad(v), a.accumulate[i][s]}
+                                                          : GradTensor{});
+    }
+    for (size_t s = 0; s < n.outputs.size(); ++s) {
+      const ValueId v = n.outputs[s];
+      const bool saved = n.signature.saved_outputs & bit(static_cast<int>(s));
+      const Shape& shape = graph_.values[static_cast<size_t>(v)].shape;
+      outs.push_back(saved ? value(v) : Tensor{nullptr, shape, graph_.dtype, backend_.device()});
+      gouts.push_back(a.needs_grad[static_cast<size_t>(v)]
+                          ? grad(v)
+                          : Tensor{nullptr, shape, graph_.dtype, backend_.device()});
+    }
+    backend_.backward(n, BackwardArgs{ins, outs, gouts, gins, ctx});
+  }
+}
+
+}  // namespace ddpm

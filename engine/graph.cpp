@@ -1,0 +1,182 @@
+#include "engine/graph.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace ddpm {
+
+namespace {
+// Each parameter starts on a 64-byte boundary of the flat buffer, so vector
+// loads in kernels never straddle two parameters.
+constexpr int64_t kParamAlignElements = 16;
+}  // namespace
+
+ValueId Graph::find(const std::string& name) const {
+  auto it = by_name.find(name);
+  if (it == by_name.end()) throw std::out_of_range("graph has no value named '" + name + "'");
+  return it->second;
+}
+
+std::vector<ValueId> Graph::parameters() const {
+  std::vector<ValueId> out;
+  for (ValueId i = 0; i < static_cast<ValueId>(values.size()); ++i)
+    if (values[static_cast<size_t>(i)].kind == ValueKind::parameter) out.push_back(i);
+  return out;
+}
+
+std::vector<ValueId> Graph::inputs() const {
+  std::vector<ValueId> out;
+  for (ValueId i = 0; i < static_cast<ValueId>(values.size()); ++i)
+    if (values[static_cast<size_t>(i)].kind == ValueKind::input) out.push_back(i);
+  return out;
+}
+
+GraphBuilder::GraphBuilder(DType dtype) {
+  g_.dtype = dtype;
+}
+
+ValueId GraphBuilder::new_value(const std::string& name, Shape shape, ValueKind kind) {
+  if (g_.by_name.count(name))
+    throw std::invalid_argument("graph: duplicate value name '" + name + "'");
+  const auto id = static_cast<ValueId>(g_.values.size());
+  Value v;
+  v.name = name;
+  v.shape = shape;
+  v.kind = kind;
+  g_.values.push_back(std::move(v));
+  g_.by_name.emplace(name, id);
+  return id;
+}
+
+ValueId GraphBuilder::input(const std::string& name, Shape shape, bool requires_grad) {
+  ValueId id = new_value(name, shape, ValueKind::input);
+  g_.values[static_cast<size_t>(id)].requires_grad = requires_grad;
+  return id;
+}
+
+ValueId GraphBuilder::parameter(const std::string& name, Shape shape, ParamInit init,
+                                bool trainable) {
+  ValueId id = new_value(name, shape, ValueKind::parameter);
+  Value& v = g_.values[static_cast<size_t>(id)];
+  v.requires_grad = trainable;
+  v.init = init;
+  v.param_offset = g_.param_buffer_elements;
+  g_.param_buffer_elements +=
+      (shape.numel() + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
+  g_.num_parameters += shape.numel();
+  return id;
+}
+
+const Shape& GraphBuilder::shape(ValueId v) const {
+  if (v < 0 || static_cast<size_t>(v) >= g_.values.size())
+    throw std::out_of_range("graph: no value with id " + std::to_string(v));
+  return g_.values[static_cast<size_t>(v)].shape;
+}
+
+std::vector<ValueId> GraphBuilder::add_node(const std::string& name, OpParams params,
+                                            std::vector<ValueId> inputs) {
+  std::vector<Shape> shapes;
+  for (ValueId v : inputs) shapes.push_back(shape(v));
+  Node n;
+  n.name = name;
+  n.params = std::move(params);
+  try {
+    n.signature = op_signature(n.params, shapes);
+  } catch (const ShapeError& e) {
+    throw ShapeError("node '" + name + "': " + e.what());
+  }
+  const int index = static_cast<int>(g_.nodes.size());
+  for (size_t s = 0; s < inputs.size(); ++s)
+    g_.values[static_cast<size_t>(inputs[s])].consumers.push_back({index, static_cast<int>(s)});
+  for (size_t s = 0; s < n.signature.outputs.size(); ++s) {
+    const std::string out_name = s == 0 ? name : name + ":" + std::to_string(s);
+    ValueId id = new_value(out_name, n.signature.outputs[s], ValueKind::activation);
+    g_.values[static_cast<size_t>(id)].producer = index;
+    g_.values[static_cast<size_t>(id)].producer_slot = static_cast<int>(s);
+    n.outputs.push_back(id);
+  }
+  n.inputs = std::move(inputs);
+  g_.nodes.push_back(std::move(n));
+  return g_.nodes.back().outputs;
+}
+
+ValueId GraphBuilder::conv2d(const std::string& name, ValueId x, const Conv2dParams& p) {
+  const int64_t in_ch = shape(x).rank() == 4 ? shape(x)[3] : 0;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_ch * p.kernel_h * p.kernel_w));
+  std::vector<ValueId> in{
+      x, parameter(name + ".weight", conv2d_weight_shape(p, in_ch), ParamInit::uniform(bound))};
+  if (p.bias)
+    in.push_back(parameter(name + ".bias", Shape{p.out_channels}, ParamInit::uniform(bound)));
+  return add_node(name, p, std::move(in))[0];
+}
+
+ValueId GraphBuilder::group_norm(const std::string& name, ValueId x, const GroupNormParams& p) {
+  std::vector<ValueId> in{x};
+  if (p.affine) {
+    const int64_t c = shape(x).back();
+    in.push_back(parameter(name + ".weight", Shape{c}, ParamInit::constant(1)));
+    in.push_back(parameter(name + ".bias", Shape{c}, ParamInit::constant(0)));
+  }
+  return add_node(name, p, std::move(in))[0];
+}
+
+ValueId GraphBuilder::linear(const std::string& name, ValueId x, const LinearParams& p) {
+  const int64_t in_f = shape(x).back();
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_f));
+  std::vector<ValueId> in{
+      x, parameter(name + ".weight", Shape{p.out_features, in_f}, ParamInit::uniform(bound))};
+  if (p.bias)
+    in.push_back(parameter(name + ".bias", Shape{p.out_features}, ParamInit::uniform(bound)));
+  return add_node(name, p, std::move(in))[0];
+}
+
+ValueId GraphBuilder::attention(const std::string& name, ValueId q, ValueId k, ValueId v,
+                                const AttentionParams& p) {
+  return add_node(name, p, {q, k, v})[0];
+}
+
+ValueId GraphBuilder::silu(const std::string& name, ValueId x) {
+  return add_node(name, SiluParams{}, {x})[0];
+}
+
+ValueId GraphBuilder::add(const std::string& name, ValueId a, ValueId b, double scale) {
+  return add_node(name, AddParams{scale}, {a, b})[0];
+}
+
+ValueId GraphBuilder::concat(const std::string& name, std::vector<ValueId> xs) {
+  return add_node(name, ConcatParams{}, std::move(xs))[0];
+}
+
+ValueId GraphBuilder::upsample2x(const std::string& name, ValueId x) {
+  return add_node(name, Upsample2xParams{}, {x})[0];
+}
+
+ValueId GraphBuilder::timestep_embedding(const std::string& name, ValueId t,
+                                         const TimestepEmbeddingParams& p) {
+  return add_node(name, p, {t})[0];
+}
+
+ValueId GraphBuilder::dropout(const std::string& name, ValueId x, double p) {
+  return add_node(name, DropoutParams{p, dropout_count_++}, {x})[0];
+}
+
+ValueId GraphBuilder::mse_loss(const std::string& name, ValueId pred, ValueId target) {
+  return add_node(name, MseLossParams{}, {pred, target})[0];
+}
+
+void GraphBuilder::mark_output(ValueId v) {
+  shape(v);
+  g_.values[static_cast<size_t>(v)].is_output = true;
+}
+
+void GraphBuilder::set_loss(ValueId v) {
+  if (shape(v).numel() != 1) throw std::invalid_argument("graph: the loss must be a single number");
+  g_.loss = v;
+  mark_output(v);
+}
+
+Graph GraphBuilder::finish() {
+  return std::move(g_);
+}
+
+}  // namespace ddpm

@@ -1,0 +1,113 @@
+// A static graph of op nodes over values. Nodes are appended only after their
+// inputs exist, so the order of `nodes` is a topological order, and the
+// executor runs it as is; backward walks it in reverse.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/op.h"
+
+namespace ddpm {
+
+using ValueId = int32_t;
+
+enum class ValueKind : uint8_t {
+  input,      // written by the caller before forward (images, timesteps, targets)
+  parameter,  // lives in the flat parameter buffer
+  activation  // produced by a node, lives in the arena
+};
+
+// How a parameter starts: a constant, or uniform in [-bound, bound]
+// (PyTorch's default for conv and linear layers: bound = fan_in^-1/2).
+struct ParamInit {
+  enum class Kind : uint8_t { constant, uniform } kind = Kind::constant;
+  double value = 0;
+  static ParamInit constant(double v) { return {Kind::constant, v}; }
+  static ParamInit uniform(double bound) { return {Kind::uniform, bound}; }
+};
+
+struct Consumer {
+  int node;
+  int slot;
+};
+
+struct Value {
+  std::string name;
+  Shape shape;
+  ValueKind kind = ValueKind::activation;
+  int producer = -1;  // node index, activations only
+  int producer_slot = 0;
+  std::vector<Consumer> consumers;
+  bool requires_grad = false;  // leaves only: parameters (trainable) and chosen inputs
+  bool is_output = false;      // kept alive to the end of a run so the caller can read it
+  int64_t param_offset = -1;   // element offset in the flat parameter buffer
+  ParamInit init;
+};
+
+struct Node {
+  std::string name;
+  OpParams params;
+  std::vector<ValueId> inputs;
+  std::vector<ValueId> outputs;
+  OpSignature signature;
+};
+
+struct Graph {
+  DType dtype = DType::f32;
+  std::vector<Value> values;
+  std::vector<Node> nodes;
+  ValueId loss = -1;
+  int64_t param_buffer_elements = 0;  // flat buffer length, parameters aligned
+  int64_t num_parameters = 0;         // true count, without alignment padding
+
+  // Throws std::out_of_range naming the value when absent.
+  ValueId find(const std::string& name) const;
+  bool contains(const std::string& name) const { return by_name.count(name) != 0; }
+  std::vector<ValueId> parameters() const;
+  std::vector<ValueId> inputs() const;
+
+  std::unordered_map<std::string, ValueId> by_name;
+};
+
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(DType dtype = DType::f32);
+
+  ValueId input(const std::string& name, Shape shape, bool requires_grad = false);
+  ValueId parameter(const std::string& name, Shape shape, ParamInit init, bool trainable = true);
+  // Adds a node; checks shapes (errors name the node) and returns its outputs.
+  std::vector<ValueId> add_node(const std::string& name, OpParams params,
+                                std::vector<ValueId> inputs);
+
+  // One call per op, creating "<name>.weight" / "<name>.bias" parameters where
+  // the op has them (PyTorch's names and default initialisation).
+  ValueId conv2d(const std::string& name, ValueId x, const Conv2dParams& p);
+  ValueId group_norm(const std::string& name, ValueId x, const GroupNormParams& p);
+  ValueId linear(const std::string& name, ValueId x, const LinearParams& p);
+  ValueId attention(const std::string& name, ValueId q, ValueId k, ValueId v,
+                    const AttentionParams& p);
+  ValueId silu(const std::string& name, ValueId x);
+  ValueId add(const std::string& name, ValueId a, ValueId b, double scale = 1.0);
+  ValueId concat(const std::string& name, std::vector<ValueId> xs);
+  ValueId upsample2x(const std::string& name, ValueId x);
+  ValueId timestep_embedding(const std::string& name, ValueId t, const TimestepEmbeddingParams& p);
+  ValueId dropout(const std::string& name, ValueId x, double p);
+  ValueId mse_loss(const std::string& name, ValueId pred, ValueId target);
+
+  void mark_output(ValueId v);
+  void set_loss(ValueId v);
+  const Shape& shape(ValueId v) const;
+  const Graph& graph() const { return g_; }
+  Graph finish();
+
+ private:
+  ValueId new_value(const std::string& name, Shape shape, ValueKind kind);
+
+  Graph g_;
+  uint32_t dropout_count_ = 0;
+};
+
+}  // namespace ddpm

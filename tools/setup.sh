@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the build and runtime dependencies from Debian 12 packages. Idempotent.
+# The CUDA toolkit is not installed here: where nvcc exists the build uses it,
+# elsewhere the CPU backend is built alone.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libgtest-dev nlohmann-json3-dev libopenblas-dev libcli11-dev
+  zlib1g-dev libpng-dev
+  dataset-fashion-mnist
+  python3
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all Debian packages present"
+fi
