@@ -19,11 +19,13 @@ Run (once; the outputs are committed, CI never runs this):
 """
 import argparse
 import json
+import math
 import pathlib
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+import diffusers.models.embeddings as embeddings_module
 from diffusers.models.embeddings import get_timestep_embedding
 from safetensors.torch import save_file
 
@@ -54,6 +56,25 @@ MODELS = {
 }
 
 
+def float64_timestep_embedding(timesteps, embedding_dim, flip_sin_to_cos=False,
+                               downscale_freq_shift=1, scale=1, max_period=10000):
+    """diffusers' get_timestep_embedding, evaluated in float64. diffusers hard-codes
+    float32 there even in a float64 model, which would limit the float64
+    comparison to float32 accuracy; the float32 semantics are checked on their
+    own against the unpatched function (timestep_embedding.json)."""
+    half_dim = embedding_dim // 2
+    exponent = -math.log(max_period) * torch.arange(0, half_dim, dtype=torch.float64)
+    exponent = exponent / (half_dim - downscale_freq_shift)
+    emb = timesteps[:, None].double() * torch.exp(exponent)[None, :]
+    emb = scale * emb
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=-1)
+    if flip_sin_to_cos:
+        emb = torch.cat([emb[:, half_dim:], emb[:, :half_dim]], dim=-1)
+    if embedding_dim % 2 == 1:
+        emb = torch.nn.functional.pad(emb, (0, 1, 0, 0))
+    return emb
+
+
 def nhwc(t):
     return t.permute(0, 2, 3, 1).contiguous()
 
@@ -70,6 +91,7 @@ def make_model(name, spec, out_dir):
     model.save_pretrained(folder, safe_serialization=True)
 
     model = model.double()
+    embeddings_module.get_timestep_embedding = float64_timestep_embedding
     n, h, w = spec["batch"], spec["height"], spec["width"]
     c_in, c_out = spec["config"]["in_channels"], spec["config"]["out_channels"]
     g = torch.Generator().manual_seed(7)
@@ -85,6 +107,7 @@ def make_model(name, spec, out_dir):
     }
     for pname, p in model.named_parameters():
         tensors["grad." + pname] = p.grad.detach().contiguous()
+    embeddings_module.get_timestep_embedding = get_timestep_embedding
     save_file(tensors, str(folder / "golden.safetensors"))
     print(f"{name}: {sum(p.numel() for p in model.parameters())} parameters, loss {loss.item():.6f}")
 

@@ -1,5 +1,6 @@
 // conv2d on the CPU: im2col per image, then one GEMM against the OHWI weight
 // (which is already the [O, kh*kw*C] matrix the GEMM wants).
+#include <algorithm>
 #include <vector>
 
 #include "engine/cpu/common.h"
@@ -70,6 +71,20 @@ bool is_pointwise(const ConvGeometry& g) {
 
 }  // namespace
 
+// Images are processed in chunks whose im2col matrix stays near 32 MB: one GEMM
+// over chunk x pixels rows keeps BLAS efficient (a 28x28 image alone gives a
+// GEMM too thin to reach the machine's FLOP rate), without a batch-sized buffer.
+int64_t chunk_images(const ConvGeometry& g, size_t elem) {
+  const int64_t per_image = g.pixels() * g.k() * int64_t(elem);
+  return std::clamp<int64_t>((int64_t(32) << 20) / std::max<int64_t>(per_image, 1), 1, g.n);
+}
+
+template <typename T>
+void im2col_chunk(const ConvGeometry& g, const T* x, int64_t count, T* col) {
+  for (int64_t i = 0; i < count; ++i)
+    im2col(g, x + i * g.h * g.w * g.c, col + i * g.pixels() * g.k());
+}
+
 void forward(const Conv2dParams& p, const ForwardArgs& a) {
   dispatch_float(a.inputs[0].dtype, "conv2d", [&]<typename T>() {
     const ConvGeometry g = geometry(p, a.inputs[0].shape, a.outputs[0].shape);
@@ -78,16 +93,17 @@ void forward(const Conv2dParams& p, const ForwardArgs& a) {
     const T* b = p.bias ? a.inputs[2].ptr<T>() : nullptr;
     T* y = a.outputs[0].ptr<T>();
     const bool pointwise = is_pointwise(g);
-    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(g.pixels() * g.k()));
-    for (int64_t n = 0; n < g.n; ++n) {
-      const T* xn = x + n * g.h * g.w * g.c;
-      T* yn = y + n * g.pixels() * g.o;
-      if (!pointwise) im2col(g, xn, col.data());
-      const T* cols = pointwise ? xn : col.data();
-      for (int64_t i = 0; i < g.pixels(); ++i)
+    const int64_t chunk = pointwise ? g.n : chunk_images(g, sizeof(T));
+    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(chunk * g.pixels() * g.k()));
+    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+      const int64_t count = std::min(chunk, g.n - n0), rows = count * g.pixels();
+      const T* xn = x + n0 * g.h * g.w * g.c;
+      T* yn = y + n0 * g.pixels() * g.o;
+      if (!pointwise) im2col_chunk(g, xn, count, col.data());
+      for (int64_t i = 0; i < rows; ++i)
         for (int64_t o = 0; o < g.o; ++o) yn[i * g.o + o] = b ? b[o] : T(0);
-      gemm<T>(false, true, int(g.pixels()), int(g.o), int(g.k()), T(1), cols, int(g.k()), w,
-              int(g.k()), T(1), yn, int(g.o));
+      gemm<T>(false, true, int(rows), int(g.o), int(g.k()), T(1), pointwise ? xn : col.data(),
+              int(g.k()), w, int(g.k()), T(1), yn, int(g.o));
     }
   });
 }
@@ -101,29 +117,33 @@ void backward(const Conv2dParams& p, const BackwardArgs& a) {
     T* db = p.bias ? begin_grad<T>(a.grad_inputs[2]) : nullptr;
     const T* w = a.inputs[1].ptr<T>();
     const bool pointwise = is_pointwise(g);
-    std::vector<T> col(static_cast<size_t>(g.pixels() * g.k()));
-    for (int64_t n = 0; n < g.n; ++n) {
-      const T* dyn = dy + n * g.pixels() * g.o;
-      if (db)
-        for (int64_t i = 0; i < g.pixels(); ++i)
-          for (int64_t o = 0; o < g.o; ++o) db[o] += dyn[i * g.o + o];
+    const int64_t chunk = pointwise ? g.n : chunk_images(g, sizeof(T));
+    std::vector<T> col(pointwise ? 0 : static_cast<size_t>(chunk * g.pixels() * g.k()));
+    if (db)
+      for (int64_t i = 0; i < g.n * g.pixels(); ++i)
+        for (int64_t o = 0; o < g.o; ++o) db[o] += dy[i * g.o + o];
+    for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+      const int64_t count = std::min(chunk, g.n - n0), rows = count * g.pixels();
+      const T* dyn = dy + n0 * g.pixels() * g.o;
       if (dw) {
-        // dW[O, K] += dY^T [O, P] * col [P, K]
-        const T* xn = a.inputs[0].ptr<T>() + n * g.h * g.w * g.c;
-        if (!pointwise) im2col(g, xn, col.data());
-        gemm<T>(true, false, int(g.o), int(g.k()), int(g.pixels()), T(1), dyn, int(g.o),
+        // dW[O, K] += dY^T [O, rows] * col [rows, K]
+        const T* xn = a.inputs[0].ptr<T>() + n0 * g.h * g.w * g.c;
+        if (!pointwise) im2col_chunk(g, xn, count, col.data());
+        gemm<T>(true, false, int(g.o), int(g.k()), int(rows), T(1), dyn, int(g.o),
                 pointwise ? xn : col.data(), int(g.k()), T(1), dw, int(g.k()));
       }
       if (dx) {
-        // dcol [P, K] = dY [P, O] * W [O, K], scattered back onto the image.
-        T* dxn = dx + n * g.h * g.w * g.c;
+        // dcol [rows, K] = dY [rows, O] * W [O, K], scattered back onto each image.
+        T* dxn = dx + n0 * g.h * g.w * g.c;
         if (pointwise) {
-          gemm<T>(false, false, int(g.pixels()), int(g.k()), int(g.o), T(1), dyn, int(g.o), w,
-                  int(g.k()), T(1), dxn, int(g.k()));
+          gemm<T>(false, false, int(rows), int(g.k()), int(g.o), T(1), dyn, int(g.o), w, int(g.k()),
+                  T(1), dxn, int(g.k()));
         } else {
-          gemm<T>(false, false, int(g.pixels()), int(g.k()), int(g.o), T(1), dyn, int(g.o), w,
-                  int(g.k()), T(0), col.data(), int(g.k()));
-          col2im_add(g, col.data(), dxn);
+          gemm<T>(false, false, int(rows), int(g.k()), int(g.o), T(1), dyn, int(g.o), w, int(g.k()),
+                  T(0), col.data(), int(g.k()));
+#pragma omp parallel for
+          for (int64_t i = 0; i < count; ++i)
+            col2im_add(g, col.data() + i * g.pixels() * g.k(), dxn + i * g.h * g.w * g.c);
         }
       }
     }

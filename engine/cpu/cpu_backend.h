@@ -5,7 +5,7 @@
 
 namespace ddpm {
 
-class CpuBackend final : public Backend {
+class CpuBackend : public Backend {
  public:
   Device device() const override { return Device::cpu; }
   std::string name() const override { return "cpu"; }

@@ -32,6 +32,15 @@ double global_norm(const T* grad, int64_t n) {
   return std::sqrt(sum);
 }
 
+template <typename T>
+void ema_update(T* ema, const T* param, int64_t n, double decay) {
+  const T d = T(decay), one_minus = T(1 - decay);
+#pragma omp parallel for
+  for (int64_t i = 0; i < n; ++i) ema[i] = d * ema[i] + one_minus * param[i];
+}
+
+template void ema_update<float>(float*, const float*, int64_t, double);
+template void ema_update<double>(double*, const double*, int64_t, double);
 template void adamw_step<float>(float*, const float*, float*, float*, int64_t, const AdamWConfig&,
                                 int64_t, double);
 template void adamw_step<double>(double*, const double*, double*, double*, int64_t,

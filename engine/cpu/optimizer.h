@@ -29,3 +29,11 @@ double global_norm(const T* grad, int64_t n);
 
 }  // namespace cpu
 }  // namespace ddpm
+
+namespace ddpm::cpu {
+
+// ema = decay * ema + (1 - decay) * param.
+template <typename T>
+void ema_update(T* ema, const T* param, int64_t n, double decay);
+
+}  // namespace ddpm::cpu

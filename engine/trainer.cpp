@@ -1,0 +1,224 @@
+#include "engine/trainer.h"
+
+#include <cmath>
+
+#include "engine/checkpoint/errors.h"
+#include "engine/checkpoint/safetensors.h"
+#include "engine/cpu/optimizer.h"
+#include "engine/model_io.h"
+#include "engine/noise.h"
+#include "engine/sampler.h"
+
+namespace ddpm {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kStateFile = "training_state.safetensors";
+constexpr const char* kStateFormat = "ddpm_cuda.training_state.v1";
+
+void check_dataset(const TrainConfig& c, const ImageDataset& d) {
+  const UNetConfig& m = c.model;
+  if (d.height != m.sample_height || d.width != m.sample_width || d.channels != m.in_channels)
+    throw ConfigError("dataset " + d.source + " has " + std::to_string(d.height) + "x" +
+                      std::to_string(d.width) + "x" + std::to_string(d.channels) +
+                      " images, but the model config expects sample_size " +
+                      std::to_string(m.sample_height) + "x" + std::to_string(m.sample_width) +
+                      " and in_channels " + std::to_string(m.in_channels));
+  if (m.out_channels != m.in_channels)
+    throw ConfigError("model config: out_channels must equal in_channels to predict the noise");
+  if (d.count < 1) throw ConfigError("dataset " + d.source + " is empty");
+}
+
+UNetGraph build_train_graph(const TrainConfig& c) {
+  UNetBuildOptions o;
+  o.batch = c.training.batch_size;
+  o.with_loss = true;
+  return build_unet(c.model, o);
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainConfig& config, const ImageDataset& data, Backend& backend)
+    : config_(config),
+      data_((check_dataset(config, data), data)),
+      backend_(backend),
+      scheduler_(config.scheduler),
+      unet_(build_train_graph(config)),
+      sampler_(data.count, config.training.batch_size, config.training.seed) {
+  if (backend.device() != Device::cpu)
+    throw std::logic_error("trainer: only the CPU backend exists so far");
+  ex_ = std::make_unique<Executor>(unet_.graph, backend_, ExecMode::training);
+  ex_->init_parameters(config.training.seed);
+  const auto n = static_cast<size_t>(unet_.graph.param_buffer_elements);
+  adam_m_.assign(n, 0.0f);
+  adam_v_.assign(n, 0.0f);
+  ema_ = parameters();
+}
+
+std::vector<float> Trainer::parameters() const {
+  return ex_->read(ex_->parameters());
+}
+
+StepMetrics Trainer::train_step() {
+  const int64_t step = ++step_;
+  const auto& t = config_.training;
+  const uint64_t seed = t.seed;
+  const int64_t batch = t.batch_size, per_image = data_.image_size();
+  const int64_t num_t = config_.scheduler.num_train_timesteps;
+  const std::vector<int64_t> indices = sampler_.next_batch();
+
+  std::vector<float> x0(static_cast<size_t>(batch * per_image)), x_t(x0.size()), target(x0.size());
+  std::vector<float> timesteps(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto s = uint32_t(step), img = uint32_t(b);
+    const bool flip =
+        t.random_flip && noise_uniform(seed, NoisePurpose::training_flip, s, img, 0) < 0.5;
+    data_.to_float(indices[size_t(b)], x0.data() + b * per_image, flip);
+    const auto ti = std::min<int64_t>(
+        int64_t(noise_uniform(seed, NoisePurpose::training_timestep, s, img, 0) * double(num_t)),
+        num_t - 1);
+    timesteps[size_t(b)] = float(ti);
+    const double a = scheduler_.sqrt_alpha_cumprod(ti),
+                 sb = scheduler_.sqrt_one_minus_alpha_cumprod(ti);
+    for (int64_t e = 0; e < per_image; ++e) {
+      const size_t i = size_t(b * per_image + e);
+      const double eps = noise_normal(seed, NoisePurpose::training_noise, s, img, uint32_t(e));
+      x_t[i] = float(a * x0[i] + sb * eps);
+      const std::string& kind = config_.scheduler.prediction_type;
+      target[i] = float(kind == "epsilon" ? eps : kind == "sample" ? x0[i] : a * eps - sb * x0[i]);
+    }
+  }
+  ex_->write(unet_.sample, x_t);
+  ex_->write(unet_.timesteps, timesteps);
+  ex_->write(unet_.target, target);
+  const RunContext ctx{seed, uint64_t(step), true};
+  ex_->forward(ctx);
+  ex_->backward(ctx);
+
+  StepMetrics m;
+  m.step = step;
+  m.loss = ex_->read(ex_->value(unet_.loss))[0];
+  float* params = ex_->parameters().ptr<float>();
+  const float* grads = ex_->gradients().ptr<float>();
+  const int64_t n = ex_->parameters().numel();
+  m.grad_norm = cpu::global_norm(grads, n);
+  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
+  const double clip =
+      t.grad_clip_norm > 0 ? std::min(1.0, t.grad_clip_norm / (m.grad_norm + 1e-6)) : 1.0;
+  m.learning_rate =
+      t.learning_rate *
+      (t.warmup_steps > 0 ? std::min(1.0, double(step) / double(t.warmup_steps)) : 1.0);
+  AdamWConfig adam{m.learning_rate, t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay};
+  cpu::adamw_step(params, grads, adam_m_.data(), adam_v_.data(), n, adam, step, clip);
+  cpu::ema_update(ema_.data(), params, n, t.ema_decay);
+  return m;
+}
+
+void Trainer::save_checkpoint(const fs::path& dir) const {
+  const fs::path tmp = dir.string() + ".tmp", old = dir.string() + ".old";
+  fs::remove_all(tmp);
+  save_pipeline(tmp, config_.model, config_.scheduler, unet_.graph, ema_);
+  StFile state;
+  const std::vector<int64_t> shape{unet_.graph.param_buffer_elements};
+  state.tensors["params"] = from_f32(parameters(), shape, DType::f32);
+  state.tensors["ema"] = from_f32(ema_, shape, DType::f32);
+  state.tensors["adam_m"] = from_f32(adam_m_, shape, DType::f32);
+  state.tensors["adam_v"] = from_f32(adam_v_, shape, DType::f32);
+  state.metadata = {{"format", kStateFormat},
+                    {"step", std::to_string(step_)},
+                    {"sampler_epoch", std::to_string(sampler_.state().epoch)},
+                    {"sampler_position", std::to_string(sampler_.state().position)},
+                    {"train_config", train_config_to_json(config_)}};
+  write_safetensors(tmp / kStateFile, state);
+  // Swap in: the previous checkpoint stays until the new one is in place.
+  if (fs::exists(dir)) {
+    fs::remove_all(old);
+    fs::rename(dir, old);
+  }
+  fs::rename(tmp, dir);
+  fs::remove_all(old);
+}
+
+TrainConfig checkpoint_train_config(const fs::path& dir) {
+  const fs::path file = dir / kStateFile;
+  if (!fs::exists(file))
+    throw CheckpointError(dir.string() + ": no " + kStateFile +
+                          " (not a training checkpoint written by ddpm_cuda_train)");
+  const StFile state = read_safetensors(file);
+  auto it = state.metadata.find("train_config");
+  if (it == state.metadata.end())
+    throw CheckpointError(file.string() + ": metadata has no train_config");
+  return parse_train_config(it->second, file.string() + " (train_config)");
+}
+
+void Trainer::resume(const fs::path& dir) {
+  const fs::path file = dir / kStateFile;
+  if (!fs::exists(file))
+    throw CheckpointError(dir.string() + ": no " + kStateFile +
+                          " (not a training checkpoint written by ddpm_cuda_train)");
+  const StFile state = read_safetensors(file);
+  auto meta = [&](const std::string& key) -> const std::string& {
+    auto it = state.metadata.find(key);
+    if (it == state.metadata.end())
+      throw CheckpointError(file.string() + ": metadata has no '" + key + "'");
+    return it->second;
+  };
+  if (meta("format") != kStateFormat)
+    throw CheckpointError(file.string() + ": format '" + meta("format") + "', expected '" +
+                          kStateFormat + "'");
+  const TrainConfig saved =
+      parse_train_config(meta("train_config"), file.string() + " (train_config)");
+  if (unet_config_to_json(saved.model) != unet_config_to_json(config_.model))
+    throw CheckpointError(file.string() +
+                          ": the checkpoint's model config differs from this run's");
+  auto number = [&](const std::string& key) {
+    try {
+      return std::stoll(meta(key));
+    } catch (const std::exception&) {
+      throw CheckpointError(file.string() + ": metadata '" + key +
+                            "' is not a number: " + meta(key));
+    }
+  };
+  const auto n = size_t(unet_.graph.param_buffer_elements);
+  auto buffer = [&](const std::string& name) {
+    auto it = state.tensors.find(name);
+    if (it == state.tensors.end())
+      throw CheckpointError(file.string() + ": missing tensor '" + name + "'");
+    std::vector<float> v = to_f32(it->second);
+    if (v.size() != n)
+      throw CheckpointError(file.string() + ": tensor '" + name + "' has " +
+                            std::to_string(v.size()) + " values, the model has " +
+                            std::to_string(n));
+    return v;
+  };
+  const std::vector<float> params = buffer("params");
+  ema_ = buffer("ema");
+  adam_m_ = buffer("adam_m");
+  adam_v_ = buffer("adam_v");
+  backend_.copy_from_host(ex_->parameters().data, params.data(), n * sizeof(float));
+  step_ = number("step");
+  sampler_ = BatchSampler(
+      data_.count, config_.training.batch_size,
+      SamplerState{config_.training.seed, number("sampler_epoch"), number("sampler_position")});
+}
+
+std::vector<float> Trainer::sample_ema(int64_t count, int64_t steps, const std::string& kind,
+                                       uint64_t seed) const {
+  UNetBuildOptions o;
+  o.batch = count;
+  const UNetGraph g = build_unet(config_.model, o);
+  Executor ex(g.graph, backend_, ExecMode::inference);
+  backend_.copy_from_host(ex.parameters().data, ema_.data(), ema_.size() * sizeof(float));
+  SchedulerConfig sc = config_.scheduler;
+  sc.kind = kind;
+  SamplerOptions so;
+  so.steps = steps;
+  so.seed = seed;
+  std::vector<float> out;
+  sample_batch(ex, g, Scheduler(sc), so, out);
+  return out;
+}
+
+}  // namespace ddpm
