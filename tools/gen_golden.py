@@ -173,12 +173,79 @@ def make_schedulers(out_dir):
         tables.setdefault(sched.config.beta_schedule, {
             "betas": sched.betas.tolist(), "alphas_cumprod": sched.alphas_cumprod.tolist()})
         out.append({
-            "kind": kind, "config": dict(sched.config), "steps": steps, "step_kwargs": step_kwargs,
+            "kind": kind, "steps": steps,
+            "config": {k: v for k, v in sched.config.items() if not k.startswith("_")}, "step_kwargs": step_kwargs,
             "timesteps": ts, "records": records,
         })
     (out_dir / "schedulers.json").write_text(
         json.dumps({"shape_nhwc": [1, 2, 2, 3], "tables": tables, "cases": out}))
     print(f"schedulers: {len(out)} cases")
+
+
+def philox4x32_10(counter, key):
+    """Philox4x32-10 on numpy uint64 arrays holding 32-bit words (engine/random.h)."""
+    c = [w.astype(np.uint64) for w in counter]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    mask = np.uint64(0xFFFFFFFF)
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c[0]
+        p1 = np.uint64(0xCD9E8D57) * c[2]
+        hi0, lo0 = p0 >> np.uint64(32), p0 & mask
+        hi1, lo1 = p1 >> np.uint64(32), p1 & mask
+        c = [hi1 ^ c[1] ^ k0, lo1, hi0 ^ c[3] ^ k1, lo0]
+        k0 = (k0 + np.uint64(0x9E3779B9)) & mask
+        k1 = (k1 + np.uint64(0xBB67AE85)) & mask
+    return c
+
+
+def engine_noise(seed, purpose, step, image, count):
+    """engine/noise.h's noise_normal for elements 0..count-1, as float32."""
+    element = np.arange(count, dtype=np.uint64)
+    block = element >> np.uint64(1)
+    ones = np.ones(count, dtype=np.uint64)
+    r = philox4x32_10([block, ones * image, ones * step, ones * purpose],
+                      (seed & 0xFFFFFFFF, seed >> 32))
+    u1 = ((r[0] >> np.uint64(8)).astype(np.float64) + 1) * (1.0 / 16777217.0)
+    u2 = (r[1] >> np.uint64(8)).astype(np.float64) * (1.0 / 16777216.0)
+    radius, angle = np.sqrt(-2 * np.log(u1)), 6.283185307179586 * u2
+    z = np.where(element & np.uint64(1), radius * np.sin(angle), radius * np.cos(angle))
+    return z.astype(np.float32)
+
+
+def make_sampler_runs(out_dir):
+    """Whole sampling loops of unet_tiny with the engine's own noise (x_T and
+    every step's z, reproduced here bit for bit), through diffusers' schedulers
+    with the model in float64: the C++ sampler must land on the same images."""
+    import diffusers.schedulers.scheduling_ddpm as ddpm_module
+    original_randn = ddpm_module.randn_tensor
+    model = UNet2DModel.from_pretrained(out_dir / "unet_tiny").double().eval()
+    embeddings_module.get_timestep_embedding = float64_timestep_embedding
+    seed, batch, h, w, c = 1234, 2, 8, 12, 3
+    runs = {}
+    for kind, steps, kwargs in [("ddpm", 10, {}), ("ddim", 10, {"eta": 0.5})]:
+        sched = (DDPMScheduler if kind == "ddpm" else DDIMScheduler)(num_train_timesteps=1000)
+        sched.set_timesteps(steps)
+
+        def noise(purpose, step):
+            return torch.from_numpy(np.stack([
+                engine_noise(seed, purpose, step, i, h * w * c).reshape(h, w, c) for i in range(batch)
+            ])).permute(0, 3, 1, 2).double()
+        x = noise(1, 0)  # NoisePurpose::initial_sample
+        for i, t in enumerate(sched.timesteps):
+            z = noise(2, i)  # NoisePurpose::step_noise
+            with torch.no_grad():
+                eps = model(x, t).sample
+            if kind == "ddpm":
+                ddpm_module.randn_tensor = lambda *a, _z=z, **k: _z
+                x = sched.step(eps, t, x).prev_sample
+            else:
+                x = sched.step(eps, t, x, variance_noise=z, **kwargs).prev_sample
+        runs[f"{kind}.images"] = nhwc(x).contiguous()
+    embeddings_module.get_timestep_embedding = get_timestep_embedding
+    ddpm_module.randn_tensor = original_randn
+    save_file(runs, str(out_dir / "unet_tiny" / "sampler_runs.safetensors"),
+              metadata={"seed": str(seed), "batch": str(batch), "steps": "10", "ddim_eta": "0.5"})
+    print("sampler runs: ddpm and ddim, 10 steps, seed 1234")
 
 
 def make_embeddings(out_dir):
@@ -201,6 +268,7 @@ def main():
     torch.use_deterministic_algorithms(True)
     for name, spec in MODELS.items():
         make_model(name, spec, args.out)
+    make_sampler_runs(args.out)
     make_schedulers(args.out)
     make_embeddings(args.out)
     import diffusers
