@@ -1,0 +1,556 @@
+// The CUDA runtime API for emulated builds, defined over the declarations of
+// cuda_runtime_api.h (so the same launcher and test code compiles; link this
+// instead of cudart). "Device" memory is host memory: cudaMalloc returns an
+// exact-size, 256-byte aligned heap block filled with 0xFF (NaN), so reads of
+// unwritten output show and ASan sees overruns. Copies and sets check that the
+// device side lies inside one cudaMalloc allocation, as a GPU would refuse a
+// host pointer. Streams and events exist but everything is synchronous.
+// The device looks like an H100 (132 SMs, 227 KB opt-in shared memory).
+// Functions not defined here fail to link: add them when a launcher needs one.
+#include <cuda_runtime.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <set>
+#include <string>
+
+#include "emulator_api.h"
+#include "runtime_state.h"
+
+namespace ddpm::emu {
+
+namespace detail {
+namespace {
+
+constexpr std::align_val_t kDeviceAlignment{256};
+
+// Zero-initialized: only host threads use it (worker threads' copies are
+// overwritten by the static shared memory poisoning, which does not matter).
+thread_local cudaError_t t_last_error = cudaSuccess;
+
+struct Event {
+  std::chrono::steady_clock::time_point when;
+  bool recorded = false;
+};
+
+struct Registry {
+  std::mutex mutex;
+  std::map<const unsigned char*, std::size_t> device;  // cudaMalloc / managed blocks
+  std::set<const void*> pinned_host;                   // cudaMallocHost / cudaHostAlloc
+  std::set<cudaStream_t> streams;
+  std::map<cudaEvent_t, Event> events;
+  std::map<const void*, std::size_t> max_dynamic_shared;  // per kernel
+  std::string last_detail;
+};
+
+Registry& registry() {
+  static Registry* r = new Registry;  // never destroyed: usable from static destructors
+  return *r;
+}
+
+cudaError_t fail(cudaError_t code, const std::string& detail) {
+  record_launch_error(code, detail);
+  return code;
+}
+
+std::string pointer_text(const void* p) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%p", p);
+  return text;
+}
+
+// True if [p, p + bytes) lies inside one device allocation. Caller holds the mutex.
+bool inside_device_allocation(const Registry& r, const void* p, std::size_t bytes) {
+  const auto* a = static_cast<const unsigned char*>(p);
+  auto it = r.device.upper_bound(a);
+  if (it == r.device.begin()) return false;
+  --it;
+  return a >= it->first && a + bytes <= it->first + it->second;
+}
+
+cudaError_t check_device_range(const void* p, std::size_t bytes, const char* call,
+                               const char* role) {
+  Registry& r = registry();
+  bool inside;
+  {
+    std::lock_guard lock(r.mutex);
+    inside = inside_device_allocation(r, p, bytes);
+  }
+  if (inside) return cudaSuccess;
+  return fail(cudaErrorInvalidValue, std::string(call) + ": " + role + " " + pointer_text(p) +
+                                         " + " + std::to_string(bytes) +
+                                         " bytes is not inside one cudaMalloc allocation");
+}
+
+cudaError_t allocate_device(void** out, std::size_t bytes, const char* call) {
+  if (!out) return fail(cudaErrorInvalidValue, std::string(call) + ": null output pointer");
+  *out = nullptr;
+  if (bytes == 0) return cudaSuccess;
+  auto* p = static_cast<unsigned char*>(::operator new(bytes, kDeviceAlignment, std::nothrow));
+  if (!p) return fail(cudaErrorMemoryAllocation, std::string(call) + ": out of host memory");
+  std::memset(p, 0xFF, bytes);  // uninitialized device memory reads as NaN
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.device.emplace(p, bytes);
+  *out = p;
+  return cudaSuccess;
+}
+
+cudaError_t free_device(void* p, const char* call) {
+  if (!p) return cudaSuccess;
+  Registry& r = registry();
+  bool known;
+  {
+    std::lock_guard lock(r.mutex);
+    known = r.device.erase(static_cast<const unsigned char*>(p)) != 0;
+  }
+  if (!known)
+    return fail(cudaErrorInvalidValue,
+                std::string(call) + ": " + pointer_text(p) + " was not returned by cudaMalloc");
+  ::operator delete(p, kDeviceAlignment);
+  return cudaSuccess;
+}
+
+cudaError_t copy(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind,
+                 const char* call) {
+  if (count == 0) return cudaSuccess;
+  if (!dst || !src) return fail(cudaErrorInvalidValue, std::string(call) + ": null pointer");
+  const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind != cudaMemcpyHostToHost && kind != cudaMemcpyDefault && !dst_device && !src_device)
+    return fail(cudaErrorInvalidMemcpyDirection, std::string(call) + ": unknown copy kind");
+  if (dst_device) {
+    if (cudaError_t e = check_device_range(dst, count, call, "destination")) return e;
+  }
+  if (src_device) {
+    if (cudaError_t e = check_device_range(src, count, call, "source")) return e;
+  }
+  std::memcpy(dst, src, count);
+  return cudaSuccess;
+}
+
+cudaError_t set(void* p, int value, std::size_t count, const char* call) {
+  if (count == 0) return cudaSuccess;
+  if (cudaError_t e = check_device_range(p, count, call, "destination")) return e;
+  std::memset(p, value, count);
+  return cudaSuccess;
+}
+
+bool known_stream(cudaStream_t stream) {
+  if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return true;
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  return r.streams.count(stream) != 0;
+}
+
+std::size_t host_memory_bytes() {
+  return static_cast<std::size_t>(sysconf(_SC_PHYS_PAGES)) *
+         static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace
+
+void record_launch_error(cudaError_t code, const std::string& detail) {
+  t_last_error = code;
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.last_detail = detail;
+}
+
+std::size_t max_dynamic_shared_bytes(const void* kernel) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  auto it = r.max_dynamic_shared.find(kernel);
+  return it == r.max_dynamic_shared.end() ? kDefaultDynamicSharedBytes : it->second;
+}
+
+bool is_known_stream(cudaStream_t stream) {
+  return known_stream(stream);
+}
+
+}  // namespace detail
+
+std::string last_error_detail() {
+  detail::Registry& r = detail::registry();
+  std::lock_guard lock(r.mutex);
+  return r.last_detail;
+}
+
+}  // namespace ddpm::emu
+
+using ddpm::emu::detail::fail;
+using ddpm::emu::detail::registry;
+
+// ---- Errors ------------------------------------------------------------------------
+
+cudaError_t cudaGetLastError(void) {
+  const cudaError_t e = ddpm::emu::detail::t_last_error;
+  ddpm::emu::detail::t_last_error = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) {
+  return ddpm::emu::detail::t_last_error;
+}
+
+#define DDPM_EMU_ERRORS(X)                                                \
+  X(cudaSuccess, "no error")                                              \
+  X(cudaErrorInvalidValue, "invalid argument")                            \
+  X(cudaErrorMemoryAllocation, "out of memory")                           \
+  X(cudaErrorInvalidConfiguration, "invalid configuration argument")      \
+  X(cudaErrorInvalidDevice, "invalid device ordinal")                     \
+  X(cudaErrorInvalidMemcpyDirection, "invalid copy direction for memcpy") \
+  X(cudaErrorInvalidResourceHandle, "invalid resource handle")            \
+  X(cudaErrorLaunchFailure, "unspecified launch failure")                 \
+  X(cudaErrorNotReady, "device not ready")                                \
+  X(cudaErrorNotSupported, "operation not supported")                     \
+  X(cudaErrorInvalidDeviceFunction, "invalid device function")
+
+const char* cudaGetErrorName(cudaError_t error) {
+#define DDPM_EMU_NAME(code, text) \
+  if (error == code) return #code;
+  DDPM_EMU_ERRORS(DDPM_EMU_NAME)
+#undef DDPM_EMU_NAME
+  return "cudaErrorUnknown";
+}
+
+const char* cudaGetErrorString(cudaError_t error) {
+#define DDPM_EMU_TEXT(code, text) \
+  if (error == code) return text;
+  DDPM_EMU_ERRORS(DDPM_EMU_TEXT)
+#undef DDPM_EMU_TEXT
+  return "unknown error";
+}
+#undef DDPM_EMU_ERRORS
+
+// ---- Memory --------------------------------------------------------------------------
+
+cudaError_t cudaMalloc(void** devPtr, size_t size) {
+  return ddpm::emu::detail::allocate_device(devPtr, size, "cudaMalloc");
+}
+cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) {
+  return ddpm::emu::detail::allocate_device(devPtr, size, "cudaMallocManaged");
+}
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t) {
+  return ddpm::emu::detail::allocate_device(devPtr, size, "cudaMallocAsync");
+}
+cudaError_t cudaFree(void* devPtr) {
+  return ddpm::emu::detail::free_device(devPtr, "cudaFree");
+}
+cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t) {
+  return ddpm::emu::detail::free_device(devPtr, "cudaFreeAsync");
+}
+
+cudaError_t cudaMallocHost(void** ptr, size_t size) {
+  if (!ptr) return fail(cudaErrorInvalidValue, "cudaMallocHost: null output pointer");
+  *ptr = ::operator new(size == 0 ? 1 : size, std::nothrow);
+  if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory");
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.pinned_host.insert(*ptr);
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) {
+  return cudaMallocHost(pHost, size);
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  if (!ptr) return cudaSuccess;
+  auto& r = registry();
+  bool known;
+  {
+    std::lock_guard lock(r.mutex);
+    known = r.pinned_host.erase(ptr) != 0;
+  }
+  if (!known)
+    return fail(cudaErrorInvalidValue, "cudaFreeHost: pointer was not returned by cudaMallocHost");
+  ::operator delete(ptr);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
+  return ddpm::emu::detail::copy(dst, src, count, kind, "cudaMemcpy");
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
+                            cudaStream_t) {
+  return ddpm::emu::detail::copy(dst, src, count, kind, "cudaMemcpyAsync");
+}
+cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
+  return ddpm::emu::detail::set(devPtr, value, count, "cudaMemset");
+}
+cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t) {
+  return ddpm::emu::detail::set(devPtr, value, count, "cudaMemsetAsync");
+}
+
+// __device__ / __constant__ variables are ordinary globals here: a symbol is its address.
+cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count, size_t offset,
+                               cudaMemcpyKind) {
+  std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset,
+                                 cudaMemcpyKind) {
+  std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
+  return cudaSuccess;
+}
+cudaError_t cudaGetSymbolAddress(void** devPtr, const void* symbol) {
+  *devPtr = const_cast<void*>(symbol);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
+  *total = ddpm::emu::detail::host_memory_bytes();
+  *free =
+      static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return cudaSuccess;
+}
+
+// ---- Streams and events: launches are synchronous ---------------------------------------
+
+cudaError_t cudaStreamCreate(cudaStream_t* pStream) {
+  // A distinct, never dereferenced address per stream.
+  *pStream = reinterpret_cast<cudaStream_t>(new char);
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.streams.insert(*pStream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned int) {
+  return cudaStreamCreate(pStream);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  auto& r = registry();
+  bool known;
+  {
+    std::lock_guard lock(r.mutex);
+    known = r.streams.erase(stream) != 0;
+  }
+  if (!known) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
+  delete reinterpret_cast<char*>(stream);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (!ddpm::emu::detail::known_stream(stream))
+    return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
+  return cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  return cudaStreamSynchronize(stream);
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceReset(void) {
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  *event = reinterpret_cast<cudaEvent_t>(new char);
+  auto& r = registry();
+  std::lock_guard lock(r.mutex);
+  r.events.emplace(*event, ddpm::emu::detail::Event{});
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
+  return cudaEventCreate(event);
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  auto& r = registry();
+  bool known;
+  {
+    std::lock_guard lock(r.mutex);
+    known = r.events.erase(event) != 0;
+  }
+  if (!known) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy: unknown event");
+  delete reinterpret_cast<char*>(event);
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  auto& r = registry();
+  bool known;
+  {
+    std::lock_guard lock(r.mutex);
+    auto it = r.events.find(event);
+    known = it != r.events.end();
+    if (known) it->second = {std::chrono::steady_clock::now(), true};
+  }
+  if (!known) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event");
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t) {
+  return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  auto& r = registry();
+  bool recorded;
+  {
+    std::lock_guard lock(r.mutex);
+    auto a = r.events.find(start), b = r.events.find(end);
+    recorded =
+        a != r.events.end() && b != r.events.end() && a->second.recorded && b->second.recorded;
+    if (recorded)
+      *ms = std::chrono::duration<float, std::milli>(b->second.when - a->second.when).count();
+  }
+  if (!recorded)
+    return fail(cudaErrorInvalidResourceHandle,
+                "cudaEventElapsedTime: unknown or unrecorded event");
+  return cudaSuccess;
+}
+
+// ---- Device and function properties --------------------------------------------------------
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  if (device != 0) return fail(cudaErrorInvalidDevice, "cudaSetDevice: the emulator is device 0");
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  if (device != 0)
+    return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties: the emulator is device 0");
+  std::memset(prop, 0, sizeof *prop);
+  std::snprintf(prop->name, sizeof prop->name, "ddpm CUDA emulator (CPU)");
+  prop->totalGlobalMem = ddpm::emu::detail::host_memory_bytes();
+  prop->sharedMemPerBlock = ddpm::emu::detail::kDefaultDynamicSharedBytes;
+  prop->sharedMemPerBlockOptin = ddpm::emu::detail::kMaxSharedBytesPerBlock;
+  prop->sharedMemPerMultiprocessor = 228 * 1024;
+  prop->regsPerBlock = 65536;
+  prop->regsPerMultiprocessor = 65536;
+  prop->warpSize = 32;
+  prop->memPitch = SIZE_MAX;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = 1024;
+  prop->maxThreadsDim[1] = 1024;
+  prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 0x7fffffff;
+  prop->maxGridSize[1] = 65535;
+  prop->maxGridSize[2] = 65535;
+  prop->totalConstMem = 65536;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->multiProcessorCount = ddpm::emu::detail::kMultiprocessors;
+  prop->maxThreadsPerMultiProcessor = 2048;
+  prop->maxBlocksPerMultiProcessor = 32;
+  prop->l2CacheSize = 50 * 1024 * 1024;
+  prop->unifiedAddressing = 1;
+  prop->managedMemory = 1;
+  prop->canMapHostMemory = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0)
+    return fail(cudaErrorInvalidDevice, "cudaDeviceGetAttribute: the emulator is device 0");
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock:
+      *value = 1024;
+      break;
+    case cudaDevAttrMaxBlockDimX:
+      *value = 1024;
+      break;
+    case cudaDevAttrMaxBlockDimY:
+      *value = 1024;
+      break;
+    case cudaDevAttrMaxBlockDimZ:
+      *value = 64;
+      break;
+    case cudaDevAttrMaxGridDimX:
+      *value = 0x7fffffff;
+      break;
+    case cudaDevAttrMaxGridDimY:
+      *value = 65535;
+      break;
+    case cudaDevAttrMaxGridDimZ:
+      *value = 65535;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = 48 * 1024;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = static_cast<int>(ddpm::emu::detail::kMaxSharedBytesPerBlock);
+      break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor:
+      *value = 228 * 1024;
+      break;
+    case cudaDevAttrWarpSize:
+      *value = 32;
+      break;
+    case cudaDevAttrMultiProcessorCount:
+      *value = ddpm::emu::detail::kMultiprocessors;
+      break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor:
+      *value = 2048;
+      break;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = 9;
+      break;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = 0;
+      break;
+    case cudaDevAttrMaxRegistersPerBlock:
+      *value = 65536;
+      break;
+    case cudaDevAttrL2CacheSize:
+      *value = 50 * 1024 * 1024;
+      break;
+    default:
+      return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute: attribute " +
+                                             std::to_string(int(attr)) + " is not emulated");
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void* func, cudaFuncAttribute attr, int value) {
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+    if (value < 0 || std::size_t(value) > ddpm::emu::detail::kMaxSharedBytesPerBlock)
+      return fail(cudaErrorInvalidValue,
+                  "cudaFuncSetAttribute: " + std::to_string(value) +
+                      " bytes of dynamic shared memory exceeds the 227 KB a block may have");
+    auto& r = registry();
+    std::lock_guard lock(r.mutex);
+    r.max_dynamic_shared[func] = std::size_t(value);
+    return cudaSuccess;
+  }
+  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout) return cudaSuccess;
+  return fail(cudaErrorInvalidValue,
+              "cudaFuncSetAttribute: attribute " + std::to_string(int(attr)) + " is not emulated");
+}
+
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attr, const void* func) {
+  std::memset(attr, 0, sizeof *attr);
+  attr->maxThreadsPerBlock = 1024;
+  attr->maxDynamicSharedSizeBytes =
+      static_cast<int>(ddpm::emu::detail::max_dynamic_shared_bytes(func));
+  attr->binaryVersion = 90;
+  attr->ptxVersion = 90;
+  return cudaSuccess;
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, const void*,
+                                                          int blockSize, size_t) {
+  if (blockSize <= 0 || blockSize > 1024)
+    return fail(
+        cudaErrorInvalidValue,
+        "cudaOccupancyMaxActiveBlocksPerMultiprocessor: block size " + std::to_string(blockSize));
+  const int by_threads = 2048 / blockSize;
+  *numBlocks = by_threads < 32 ? by_threads : 32;
+  return cudaSuccess;
+}
