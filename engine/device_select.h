@@ -9,6 +9,9 @@
 
 namespace ddpm {
 
+// Defined in engine/cuda/device_query.cpp (CUDA builds) or
+// device_query_none.cpp, in the ddpm_device library, so that ddpm_engine
+// itself never links the CUDA runtime.
 // Number of CUDA devices visible; 0 in a build without CUDA or with no driver.
 int cuda_device_count();
 // The CUDA device's name, or "" where there is none.

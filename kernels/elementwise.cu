@@ -1,5 +1,6 @@
 #include "kernels/check.cuh"
 #include "kernels/elementwise.cuh"
+#include "kernels/emulation/launch.h"
 
 namespace ddpm::kernels {
 
@@ -34,14 +35,14 @@ int blocks_for(int64_t n) {
 
 void silu_forward(const float* x, float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  silu_forward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, y, n);
+  DDPM_LAUNCH(silu_forward_kernel, blocks_for(n), kThreads, 0, stream, x, y, n);
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 
 void silu_backward(const float* x, const float* dy, float* dx, int64_t n, bool accumulate,
                    cudaStream_t stream) {
   if (n == 0) return;
-  silu_backward_kernel<<<blocks_for(n), kThreads, 0, stream>>>(x, dy, dx, n, accumulate);
+  DDPM_LAUNCH(silu_backward_kernel, blocks_for(n), kThreads, 0, stream, x, dy, dx, n, accumulate);
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,0 +1,2 @@
+// Implemented in a later change; see diffusion.cuh for the contract.
+#include "kernels/diffusion.cuh"

@@ -1,0 +1,2 @@
+// Implemented in a later change; see optimizer.cuh for the contract.
+#include "kernels/optimizer.cuh"

@@ -1,0 +1,35 @@
+// The optimizer step over the flat parameter buffer: the global gradient norm
+// (two-stage reduction) and AdamW fused with the EMA update and global-norm
+// clipping. Step count, learning-rate schedule and clip factor are computed on
+// the device from device memory, so the whole training step is capturable.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ddpm::kernels {
+
+size_t grad_norm_workspace_bytes(int64_t n);
+// *norm = sqrt(sum g^2) (float, device memory). Deterministic: fixed block
+// partition, partial sums in double, one final block.
+void grad_norm(const float* grad, int64_t n, float* norm, void* workspace, cudaStream_t stream);
+
+struct AdamWEmaConfig {
+  float lr = 2e-4f;  // peak learning rate
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  int32_t warmup_steps = 0;  // lr * min(1, step / warmup_steps)
+  float clip_norm = 0.0f;    // > 0: gradients scaled by min(1, clip_norm / (norm + 1e-6))
+  float ema_decay = 0.9999f;
+};
+
+// With step = *step (1-based, device memory) and norm = *norm (from grad_norm):
+// torch.optim.AdamW on param with moments m, v, then ema = d ema + (1 - d) param.
+// ema may be null (no EMA). Matches engine/cpu/optimizer.h's adamw_step and
+// ema_update with grad_scale = the clip factor.
+void adamw_ema_step(float* param, const float* grad, float* m, float* v, float* ema, int64_t n,
+                    const uint32_t* step, const float* norm, const AdamWEmaConfig& c,
+                    cudaStream_t stream);
+
+}  // namespace ddpm::kernels

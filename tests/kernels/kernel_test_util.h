@@ -1,0 +1,99 @@
+// Shared pieces of the kernel tests. The same test sources build twice: with
+// the nvcc-built kernels and CUDA's runtime (label gpu, skipped without a
+// device), and with the kernel sources compiled by g++ under the emulator
+// (labels emulated / sanitize; DDPM_KERNEL_TESTS_EMULATED is defined), whose
+// runtime implements cudaMalloc & co on host memory. The CPU backend is the
+// oracle in both.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/random.h"
+
+namespace ddpm::testing {
+
+inline bool device_available() {
+#if DDPM_KERNEL_TESTS_EMULATED
+  return true;
+#else
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+#endif
+}
+
+// Skips (visibly) a GPU test where there is no device; emulated tests always run.
+#define DDPM_REQUIRE_DEVICE() \
+  if (!::ddpm::testing::device_available()) GTEST_SKIP() << "no CUDA device: GPU kernel test skipped"
+
+inline void check_cuda(cudaError_t e, const char* what) {
+  ASSERT_EQ(e, cudaSuccess) << what << ": " << cudaGetErrorString(e);
+}
+
+// Device memory filled with 0xFF bytes (NaN for floats) so unwritten outputs show.
+template <typename T>
+class DeviceArray {
+ public:
+  explicit DeviceArray(size_t n) : n_(n) {
+    if (n_ && cudaMalloc(reinterpret_cast<void**>(&p_), n_ * sizeof(T)) != cudaSuccess)
+      throw std::runtime_error("cudaMalloc of " + std::to_string(n_ * sizeof(T)) + " bytes failed");
+    poison();
+  }
+  explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) { upload(host); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  ~DeviceArray() {
+    if (p_) cudaFree(p_);
+  }
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  void poison() {
+    if (n_) cudaMemset(p_, 0xFF, n_ * sizeof(T));
+  }
+  void upload(const std::vector<T>& host) {
+    if (host.size() != n_) throw std::invalid_argument("DeviceArray::upload: size mismatch");
+    if (n_) cudaMemcpy(p_, host.data(), n_ * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  std::vector<T> download() const {
+    std::vector<T> host(n_);
+    cudaDeviceSynchronize();
+    if (n_) cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    return host;
+  }
+
+ private:
+  size_t n_ = 0;
+  T* p_ = nullptr;
+};
+
+// n draws of scale * N(0, 1) (never all zeros), reproducible from seed.
+inline std::vector<float> random_floats(size_t n, uint64_t seed, double scale = 1.0) {
+  Philox rng(seed, 77);
+  std::vector<float> v(n);
+  for (float& x : v) x = float(scale * rng.normal());
+  return v;
+}
+
+// |got - want| <= atol + rtol * |want| for every element, and every element
+// finite (a NaN left from the poison means an output was never written).
+inline void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol,
+                         double rtol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << what << ": element " << i << " not written (or not finite)";
+    ASSERT_NEAR(got[i], want[i], atol + rtol * std::abs(want[i])) << what << ": element " << i;
+  }
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+
+}  // namespace ddpm::testing

@@ -1,0 +1,2 @@
+// Kernel tests of elementwise.cuh against the CPU backend (see kernel_test_util.h).
+#include "tests/kernels/kernel_test_util.h"
