@@ -3,12 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <numbers>
-#include <set>
 #include <sstream>
 
-#include "engine/unet_config.h"
+#include "engine/json_config.h"
 
 namespace ddpm {
 
@@ -71,85 +69,35 @@ void validate(const SchedulerConfig& c, const std::string& source) {
 }  // namespace
 
 SchedulerConfig parse_scheduler_config(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(source + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError(source + ": expected a JSON object");
+  const json j = parse_json_object(text, source);
+  JsonSection r(j, "", source);
   SchedulerConfig c;
-  std::set<std::string> seen;
-  auto get = [&](const std::string& key) -> const json* {
-    seen.insert(key);
-    auto it = j.find(key);
-    return it == j.end() || it->is_null() ? nullptr : &*it;
-  };
-  auto fail = [&](const std::string& key, const std::string& what) -> void {
-    throw ConfigError(source + ": key '" + key + "': " + what);
-  };
-  auto str = [&](const std::string& key, std::string& out) {
-    if (const json* v = get(key)) {
-      if (!v->is_string()) fail(key, "expected a string, got " + v->dump());
-      out = v->get<std::string>();
-    }
-  };
-  auto num = [&](const std::string& key, double& out) {
-    if (const json* v = get(key)) {
-      if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
-      out = v->get<double>();
-    }
-  };
-  auto integer = [&](const std::string& key, int64_t& out) {
-    if (const json* v = get(key)) {
-      if (!v->is_number_integer()) fail(key, "expected an integer, got " + v->dump());
-      out = v->get<int64_t>();
-    }
-  };
-  auto boolean = [&](const std::string& key, bool& out) {
-    if (const json* v = get(key)) {
-      if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
-      out = v->get<bool>();
-    }
-  };
   std::string class_name = "DDPMScheduler";
-  str("_class_name", class_name);
+  r.read("_class_name", class_name);
   if (class_name == "DDPMScheduler")
     c.kind = "ddpm";
   else if (class_name == "DDIMScheduler")
     c.kind = "ddim";
   else
-    fail("_class_name", "\"" + class_name + "\" is not supported (DDPMScheduler, DDIMScheduler)");
-  integer("num_train_timesteps", c.num_train_timesteps);
-  str("beta_schedule", c.beta_schedule);
-  num("beta_start", c.beta_start);
-  num("beta_end", c.beta_end);
-  if (const json* v = get("trained_betas")) {
-    if (!v->is_array()) fail("trained_betas", "expected null or a list of numbers");
-    for (const json& b : *v) {
-      if (!b.is_number()) fail("trained_betas", "expected a list of numbers");
-      c.trained_betas.push_back(b.get<double>());
-    }
-  }
-  str("variance_type", c.variance_type);
-  boolean("clip_sample", c.clip_sample);
-  num("clip_sample_range", c.clip_sample_range);
-  str("prediction_type", c.prediction_type);
-  str("timestep_spacing", c.timestep_spacing);
-  integer("steps_offset", c.steps_offset);
-  boolean("set_alpha_to_one", c.set_alpha_to_one);
-  bool flag = false;
-  boolean("thresholding", flag);
-  if (flag) fail("thresholding", "dynamic thresholding is not supported");
-  boolean("rescale_betas_zero_snr", flag);
-  if (flag) fail("rescale_betas_zero_snr", "zero-SNR rescaling is not supported");
+    r.fail("_class_name", "\"" + class_name + "\" is not supported (DDPMScheduler, DDIMScheduler)");
+  r.read("num_train_timesteps", c.num_train_timesteps);
+  r.read("beta_schedule", c.beta_schedule);
+  r.read("beta_start", c.beta_start);
+  r.read("beta_end", c.beta_end);
+  r.read_list("trained_betas", c.trained_betas);
+  r.read("variance_type", c.variance_type);
+  r.read("clip_sample", c.clip_sample);
+  r.read("clip_sample_range", c.clip_sample_range);
+  r.read("prediction_type", c.prediction_type);
+  r.read("timestep_spacing", c.timestep_spacing);
+  r.read("steps_offset", c.steps_offset);
+  r.read("set_alpha_to_one", c.set_alpha_to_one);
+  r.only("thresholding", {false});
+  r.only("rescale_betas_zero_snr", {false});
   // Read only by thresholding (rejected above) or by old pipelines.
-  for (const char* k : {"dynamic_thresholding_ratio", "sample_max_value", "tensor_format"}) get(k);
-  std::string unknown;
-  for (const auto& [k, v] : j.items())
-    if (!seen.count(k) && k.rfind('_', 0) != 0)
-      unknown += (unknown.empty() ? "'" : ", '") + k + "'";
-  if (!unknown.empty()) throw ConfigError(source + ": unknown scheduler config keys " + unknown);
+  for (const char* k : {"dynamic_thresholding_ratio", "sample_max_value", "tensor_format"})
+    r.get(k);
+  r.reject_unknown("scheduler config keys");
   validate(c, source);
   return c;
 }

@@ -1,74 +1,18 @@
 #include "engine/train_config.h"
 
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
+
+#include "engine/json_config.h"
 
 namespace ddpm {
 
 using nlohmann::json;
 
-namespace {
-
-// Reads one section, remembering which keys it consumed.
-class Section {
- public:
-  Section(const json& j, std::string path, const std::string& source)
-      : j_(j), path_(std::move(path)), source_(source) {
-    if (!j_.is_object()) fail("", "expected a JSON object, got " + j_.dump());
-  }
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    const std::string where = key.empty() ? path_ : path_.empty() ? key : path_ + "." + key;
-    throw ConfigError(source_ + ": " + (where.empty() ? "" : "key '" + where + "': ") + what);
-  }
-  const json* get(const std::string& key) {
-    seen_.insert(key);
-    auto it = j_.find(key);
-    return it == j_.end() ? nullptr : &*it;
-  }
-  template <typename T>
-  void read(const std::string& key, T& out) {
-    const json* v = get(key);
-    if (!v) return;
-    if constexpr (std::is_same_v<T, bool>) {
-      if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      if (!v->is_string()) fail(key, "expected a string, got " + v->dump());
-    } else if constexpr (std::is_integral_v<T>) {
-      if (!v->is_number_integer() || (std::is_unsigned_v<T> && v->get<int64_t>() < 0))
-        fail(key, "expected a non-negative integer, got " + v->dump());
-    } else {
-      if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
-    }
-    out = v->get<T>();
-  }
-  void reject_unknown() const {
-    std::string unknown;
-    for (const auto& [k, v] : j_.items())
-      if (!seen_.count(k))
-        unknown += (unknown.empty() ? "'" : ", '") + (path_.empty() ? k : path_ + "." + k) + "'";
-    if (!unknown.empty()) throw ConfigError(source_ + ": unknown keys " + unknown);
-  }
-
- private:
-  const json& j_;
-  std::string path_;
-  const std::string& source_;
-  std::set<std::string> seen_;
-};
-
-}  // namespace
-
 TrainConfig parse_train_config(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(source + ": not valid JSON: " + e.what());
-  }
+  const json j = parse_json_object(text, source);
   TrainConfig c;
-  Section top(j, "", source);
+  JsonSection top(j, "", source);
   if (const json* m = top.get("model")) {
     if (!m->is_object()) top.fail("model", "expected a UNet2DModel config object");
     c.model = parse_unet_config(m->dump(), source + " (model)");
@@ -80,17 +24,17 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     c.scheduler = parse_scheduler_config(s->dump(), source + " (scheduler)");
   }
   if (const json* d = top.get("data")) {
-    Section s(*d, "data", source);
+    JsonSection s(*d, "data", source);
     s.read("kind", c.data.kind);
     s.read("path", c.data.path);
-    s.reject_unknown();
+    s.reject_unknown("keys");
     if (c.data.kind != "fashion-mnist" && c.data.kind != "idx" && c.data.kind != "cifar10" &&
         c.data.kind != "png-folder")
       s.fail("kind",
              "\"" + c.data.kind + "\" is not supported (fashion-mnist, idx, cifar10, png-folder)");
   }
   if (const json* t = top.get("training")) {
-    Section s(*t, "training", source);
+    JsonSection s(*t, "training", source);
     auto& r = c.training;
     s.read("batch_size", r.batch_size);
     s.read("steps", r.steps);
@@ -104,7 +48,7 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     s.read("ema_decay", r.ema_decay);
     s.read("random_flip", r.random_flip);
     s.read("seed", r.seed);
-    s.reject_unknown();
+    s.reject_unknown("keys");
     if (r.batch_size < 1) s.fail("batch_size", "must be at least 1");
     if (r.steps < 1) s.fail("steps", "must be at least 1");
     if (!(r.learning_rate > 0)) s.fail("learning_rate", "must be positive");
@@ -116,7 +60,7 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     if (!(r.ema_decay >= 0 && r.ema_decay < 1)) s.fail("ema_decay", "must be in [0, 1)");
   }
   if (const json* l = top.get("logging")) {
-    Section s(*l, "logging", source);
+    JsonSection s(*l, "logging", source);
     auto& r = c.logging;
     s.read("log_every", r.log_every);
     s.read("sample_every", r.sample_every);
@@ -124,7 +68,7 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     s.read("sample_steps", r.sample_steps);
     s.read("sample_scheduler", r.sample_scheduler);
     s.read("checkpoint_every", r.checkpoint_every);
-    s.reject_unknown();
+    s.reject_unknown("keys");
     if (r.log_every < 1) s.fail("log_every", "must be at least 1");
     if (r.sample_count < 1) s.fail("sample_count", "must be at least 1");
     if (r.sample_steps < 1 || r.sample_steps > c.scheduler.num_train_timesteps)
@@ -133,8 +77,7 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
       s.fail("sample_scheduler", "\"" + r.sample_scheduler + "\" is not supported (ddpm, ddim)");
     if (r.sample_every < 0 || r.checkpoint_every < 0) s.fail("", "cadences must be non-negative");
   }
-  top.get("_comment");  // free text for humans
-  top.reject_unknown();
+  top.reject_unknown("keys");
   return c;
 }
 

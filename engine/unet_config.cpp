@@ -1,9 +1,9 @@
 #include "engine/unet_config.h"
 
 #include <fstream>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
+
+#include "engine/json_config.h"
 
 namespace ddpm {
 
@@ -16,79 +16,6 @@ UNetConfig UNetConfig::cifar10() {
 }
 
 namespace {
-
-class Reader {
- public:
-  Reader(const json& j, const std::string& source) : j_(j), source_(source) {}
-
-  [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    throw ConfigError(source_ + ": key '" + key + "': " + what);
-  }
-  const json* get(const std::string& key) {
-    seen_.insert(key);
-    auto it = j_.find(key);
-    return it == j_.end() ? nullptr : &*it;
-  }
-  void integer(const std::string& key, int64_t& out, int64_t min) {
-    const json* v = get(key);
-    if (!v) return;
-    if (!v->is_number_integer()) fail(key, "expected an integer, got " + v->dump());
-    out = v->get<int64_t>();
-    if (out < min) fail(key, "must be at least " + std::to_string(min) + ", got " + v->dump());
-  }
-  void number(const std::string& key, double& out) {
-    const json* v = get(key);
-    if (!v) return;
-    if (!v->is_number()) fail(key, "expected a number, got " + v->dump());
-    out = v->get<double>();
-  }
-  void boolean(const std::string& key, bool& out) {
-    const json* v = get(key);
-    if (!v) return;
-    if (!v->is_boolean()) fail(key, "expected true or false, got " + v->dump());
-    out = v->get<bool>();
-  }
-  template <typename T>
-  void list(const std::string& key, std::vector<T>& out) {
-    const json* v = get(key);
-    if (!v) return;
-    if (!v->is_array() || v->empty()) fail(key, "expected a non-empty list, got " + v->dump());
-    out.clear();
-    for (const json& e : *v) {
-      if constexpr (std::is_same_v<T, std::string>) {
-        if (!e.is_string()) fail(key, "expected a list of strings, got " + v->dump());
-      } else {
-        if (!e.is_number_integer() || e.get<int64_t>() <= 0)
-          fail(key, "expected a list of positive integers, got " + v->dump());
-      }
-      out.push_back(e.get<T>());
-    }
-  }
-  // A key that must hold one of the supported values (null counts as absent).
-  void only(const std::string& key, const std::vector<json>& supported) {
-    const json* v = get(key);
-    if (!v || v->is_null()) return;
-    for (const json& s : supported)
-      if (*v == s) return;
-    std::string list = "null";
-    for (const json& s : supported) list += ", " + s.dump();
-    fail(key, "value " + v->dump() + " is not supported (supported: " + list + ")");
-  }
-  void reject_unknown() const {
-    std::string unknown;
-    for (const auto& [k, v] : j_.items())
-      if (!seen_.count(k) && k.rfind('_', 0) != 0)
-        unknown += (unknown.empty() ? "'" : ", '") + k + "'";
-    if (!unknown.empty())
-      throw ConfigError(source_ + ": unknown UNet2DModel config keys " + unknown +
-                        " (not a UNet2DModel config, or a feature this engine does not have)");
-  }
-
- private:
-  const json& j_;
-  const std::string& source_;
-  std::set<std::string> seen_;
-};
 
 void validate(const UNetConfig& c, const std::string& source) {
   const size_t levels = c.block_out_channels.size();
@@ -132,14 +59,8 @@ void validate(const UNetConfig& c, const std::string& source) {
 }  // namespace
 
 UNetConfig parse_unet_config(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ConfigError(source + ": not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw ConfigError(source + ": expected a JSON object");
-  Reader r(j, source);
+  const json j = parse_json_object(text, source);
+  JsonSection r(j, "", source);
   UNetConfig c;
   r.only("_class_name", {"UNet2DModel"});
   if (const json* s = r.get("sample_size")) {
@@ -155,29 +76,29 @@ UNetConfig parse_unet_config(const std::string& text, const std::string& source)
       r.fail("sample_size", "expected a positive integer or [height, width], got " + s->dump());
     }
   }
-  r.integer("in_channels", c.in_channels, 1);
-  r.integer("out_channels", c.out_channels, 1);
-  r.list("block_out_channels", c.block_out_channels);
-  r.integer("layers_per_block", c.layers_per_block, 1);
-  r.list("down_block_types", c.down_block_types);
-  r.list("up_block_types", c.up_block_types);
-  r.integer("norm_num_groups", c.norm_num_groups, 1);
-  r.number("norm_eps", c.norm_eps);
-  if (const json* v = r.get("attention_head_dim"); v && !v->is_null()) {
+  r.read_at_least("in_channels", c.in_channels, 1);
+  r.read_at_least("out_channels", c.out_channels, 1);
+  r.read_list("block_out_channels", c.block_out_channels);
+  r.read_at_least("layers_per_block", c.layers_per_block, 1);
+  r.read_list("down_block_types", c.down_block_types);
+  r.read_list("up_block_types", c.up_block_types);
+  r.read_at_least("norm_num_groups", c.norm_num_groups, 1);
+  r.read("norm_eps", c.norm_eps);
+  if (const json* v = r.get("attention_head_dim")) {
     if (!v->is_number_integer() || v->get<int64_t>() <= 0)
       r.fail("attention_head_dim", "expected null or a positive integer, got " + v->dump());
     c.attention_head_dim = v->get<int64_t>();
   }
-  r.boolean("flip_sin_to_cos", c.flip_sin_to_cos);
-  r.number("freq_shift", c.freq_shift);
-  r.integer("downsample_padding", c.downsample_padding, 0);
+  r.read("flip_sin_to_cos", c.flip_sin_to_cos);
+  r.read("freq_shift", c.freq_shift);
+  r.read_at_least("downsample_padding", c.downsample_padding, 0);
   if (c.downsample_padding > 1)
     r.fail("downsample_padding",
            "values above 1 are not supported (0 pads (0,1,0,1), 1 pads all sides)");
-  r.number("dropout", c.dropout);
-  r.number("mid_block_scale_factor", c.mid_block_scale_factor);
-  r.boolean("add_attention", c.add_attention);
-  if (const json* v = r.get("time_embedding_dim"); v && !v->is_null()) {
+  r.read("dropout", c.dropout);
+  r.read("mid_block_scale_factor", c.mid_block_scale_factor);
+  r.read("add_attention", c.add_attention);
+  if (const json* v = r.get("time_embedding_dim")) {
     if (!v->is_number_integer() || v->get<int64_t>() <= 0)
       r.fail("time_embedding_dim", "expected null or a positive integer, got " + v->dump());
     c.time_embedding_dim = v->get<int64_t>();
@@ -197,7 +118,8 @@ UNetConfig parse_unet_config(const std::string& text, const std::string& source)
   r.only("mid_block_type", {"UNetMidBlock2D"});
   // Only the "learned" time embedding type reads it; positional ignores it.
   r.get("num_train_timesteps");
-  r.reject_unknown();
+  r.reject_unknown("UNet2DModel config keys",
+                   " (not a UNet2DModel config, or a feature this engine does not have)");
   validate(c, source);
   return c;
 }

@@ -16,7 +16,7 @@ TEST(UNetConfig, Cifar10HasDiffusersParameterCountAndNames) {
   const UNetGraph u = build_unet(UNetConfig::cifar10(), {2, 0, 0, true});
   EXPECT_EQ(u.graph.num_parameters, 35746307);
   // The 328 tensor names and shapes of google/ddpm-cifar10-32 (shapes OIHW there, OHWI here).
-  std::ifstream f(std::filesystem::path(DDPM_SOURCE_DIR) / "tests/data/ddpm_cifar10_32_keys.txt");
+  std::ifstream f(testing::source_dir() / "tests/data/ddpm_cifar10_32_keys.txt");
   ASSERT_TRUE(f.good());
   std::string line;
   std::getline(f, line);  // header

@@ -9,16 +9,13 @@
 
 #include "engine/checkpoint/safetensors.h"
 #include "tests/checkpoint/checkpoint_test_util.h"
-
-#ifndef DDPM_CHECKPOINT_TEST_DATA
-#error "DDPM_CHECKPOINT_TEST_DATA must name tests/checkpoint/data"
-#endif
+#include "tests/golden_data.h"
 
 namespace ddpm {
 namespace {
 
 const std::filesystem::path kReference =
-    std::filesystem::path(DDPM_CHECKPOINT_TEST_DATA) / "reference_small.safetensors";
+    testing::source_dir() / "tests" / "checkpoint" / "data" / "reference_small.safetensors";
 
 template <typename Bits>
 StTensor from_bits(DType dtype, std::vector<int64_t> shape, std::vector<Bits> bits) {

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The one prepared GPU check. On a GPU machine, from the repository root:
+#
+#   bash tools/gpu_check.sh [--pytorch] [--no-sanitize]
+#
+# It uses .gpu_bundle.tar.xz when present (made here by tools/gpu_bundle.sh:
+# the GPU machines lack our build dependencies), else builds with CMake. Then:
+# prints the GPU, driver and toolkit; finds cuDNN (the toolkit, or PyTorch's
+# nvidia packages); runs every kernel test on the GPU, the emulator's GPU
+# cross-check, the whole CPU suite and the apps end to end; runs
+# compute-sanitizer memcheck and racecheck over the kernel tests; runs the
+# benchmarks that exist (PyTorch's only with --pytorch: it takes ~6 minutes);
+# and prints a short table last. Logs go to $OUT (the device tool's folder)
+# or ./gpu_check_out. Without --pytorch it fits in about 3 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${OUT:-$root/gpu_check_out}
+mkdir -p "$out"
+pytorch=0 sanitize=1
+for a in "$@"; do
+  case $a in
+    --pytorch) pytorch=1 ;;
+    --no-sanitize) sanitize=0 ;;
+    *) echo "gpu_check: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+export DDPM_SOURCE_DIR=$root
+rows=()
+row() { rows+=("$(printf '%-34s %-6s %7s  %s' "$1" "$2" "$3" "$4")"); }
+section() { printf '\n=== %s\n' "$1"; }
+t0=$(date +%s)
+
+# run <label> <log name> <command...>: records pass/fail with gtest's counts.
+run() {
+  local label=$1 log=$out/$2.log; shift 2
+  local s=$(date +%s) rc
+  "$@" >"$log" 2>&1; rc=$?
+  local secs=$(($(date +%s) - s)) detail
+  detail=$(grep -Eo '\[  PASSED  \] [0-9]+ tests?|\[  SKIPPED \] [0-9]+ tests?|\[  FAILED  \] [0-9]+ tests?' "$log" | sed -E 's/\[ +([A-Z]+) +\] /\1 /' | tr '\n' ' ')
+  [[ -z $detail ]] && detail=$(tail -1 "$log" | cut -c1-60)
+  if ((rc == 0)); then row "$label" ok "${secs}s" "$detail"; else row "$label" FAIL "${secs}s" "$detail (rc $rc, $log)"; tail -30 "$log"; fi
+  return $rc
+}
+
+section "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader || echo "no nvidia-smi"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+nvcc --version 2>/dev/null | tail -2
+cudnn=$(ls /usr/local/cuda/lib64/libcudnn.so* /usr/lib/x86_64-linux-gnu/libcudnn.so* 2>/dev/null | head -1)
+if [[ -z $cudnn ]]; then
+  cudnn_dir=$(python3 -c 'import nvidia.cudnn, os; print(os.path.join(list(nvidia.cudnn.__path__)[0], "lib"))' 2>/dev/null)
+  [[ -n $cudnn_dir ]] && cudnn=$(ls "$cudnn_dir"/libcudnn.so* 2>/dev/null | head -1)
+fi
+echo "cuDNN: ${cudnn:-not found}"
+[[ -n $cudnn ]] && export DDPM_CUDNN_LIBRARY=$cudnn LD_LIBRARY_PATH=$(dirname "$cudnn")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
+section "build"
+if [[ -f .gpu_bundle.tar.xz ]]; then
+  bin=$root/.gpu_run
+  rm -rf "$bin" && mkdir -p "$bin" && tar -xJf .gpu_bundle.tar.xz -C "$bin"
+  echo "bundle of commit $(cat "$bin/COMMIT")"; [[ -s $bin/DIRTY ]] && { echo "with uncommitted changes to:"; cat "$bin/DIRTY"; }
+  row "build" ok "-" "bundle $(cut -c1-10 "$bin/COMMIT")"
+else
+  bin=$root/build-gpu
+  run "build (cmake)" build bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build-gpu" || true
+fi
+kernel_tests=$(ls "$bin"/tests/kernels/ddpm_kernel_tests_gpu_* 2>/dev/null | grep -v cmake)
+
+section "kernel tests on the GPU"
+for t in $kernel_tests; do run "gpu $(basename "$t" | sed 's/ddpm_kernel_tests_gpu_//')" "$(basename "$t")" "$t"; done
+x=$bin/tests/emulation/ddpm_emulation_crosscheck_gpu
+[[ -x $x ]] || x=$bin/tests/emulation/gpu/ddpm_emulation_crosscheck_gpu
+[[ -x $x && -n $gpu ]] && run "emulator cross-check" crosscheck bash -c "'$x' | diff - tests/emulation/crosscheck_expected.txt"
+
+section "CPU suite and apps on this machine"
+run "cpu suite" cpu_tests "$bin/tests/ddpm_cpu_tests"
+run "apps end to end" apps bash tests/apps/test_apps.sh "$bin" "$root"
+
+if ((sanitize)) && [[ -n $gpu ]] && command -v compute-sanitizer >/dev/null; then
+  section "compute-sanitizer"
+  for t in $kernel_tests; do
+    name=$(basename "$t" | sed 's/ddpm_kernel_tests_gpu_//')
+    for tool in memcheck racecheck; do
+      run "$tool $name" "sanitize_${tool}_$name" compute-sanitizer --tool "$tool" --error-exitcode 1 "$t"
+    done
+  done
+fi
+
+section "benchmarks"
+row "engine benchmark" "-" "-" "none yet (apps/ddpm_cuda_bench comes with the CUDA backend)"
+if ((pytorch)); then
+  run "pytorch baseline" bench_pytorch env PYTHONUNBUFFERED=1 python3 tools/bench_pytorch.py --json "$out/bench_pytorch.json"
+fi
+
+section "summary: ${gpu:-no GPU} (${out})"
+printf '%-34s %-6s %7s  %s\n' "check" "result" "time" "detail"
+printf '%s\n' "${rows[@]}" | tee "$out/summary.txt"
+echo "total $(($(date +%s) - t0))s"
+grep -q " FAIL " "$out/summary.txt" && exit 1
+exit 0
