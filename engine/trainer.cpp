@@ -4,6 +4,7 @@
 
 #include "engine/checkpoint/errors.h"
 #include "engine/checkpoint/safetensors.h"
+#include "engine/cpu/diffusion.h"
 #include "engine/cpu/optimizer.h"
 #include "engine/model_io.h"
 #include "engine/noise.h"
@@ -55,6 +56,10 @@ Trainer::Trainer(const TrainConfig& config, const ImageDataset& data, Backend& b
   adam_m_.assign(n, 0.0f);
   adam_v_.assign(n, 0.0f);
   ema_ = parameters();
+  for (int64_t i = 0; i < config.scheduler.num_train_timesteps; ++i) {
+    sqrt_abar_.push_back(scheduler_.sqrt_alpha_cumprod(i));
+    sqrt_one_minus_abar_.push_back(scheduler_.sqrt_one_minus_alpha_cumprod(i));
+  }
 }
 
 std::vector<float> Trainer::parameters() const {
@@ -69,27 +74,26 @@ StepMetrics Trainer::train_step() {
   const int64_t num_t = config_.scheduler.num_train_timesteps;
   const std::vector<int64_t> indices = sampler_.next_batch();
 
-  std::vector<float> x0(static_cast<size_t>(batch * per_image)), x_t(x0.size()), target(x0.size());
+  // Data (with random flips), then the forward process through the CPU
+  // reference of the q_sample kernel: t and eps keyed on (seed, step, image).
+  std::vector<float> x0(static_cast<size_t>(batch * per_image));
+  std::vector<int32_t> t_index(static_cast<size_t>(batch));
   std::vector<float> timesteps(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
     const auto s = uint32_t(step), img = uint32_t(b);
-    const bool flip =
-        t.random_flip && noise_uniform(seed, NoisePurpose::training_flip, s, img, 0) < 0.5;
+    const bool flip = t.random_flip && noise_uniform(seed, NoisePurpose::training_flip, s, img, 0) < 0.5;
     data_.to_float(indices[size_t(b)], x0.data() + b * per_image, flip);
-    const auto ti = std::min<int64_t>(
-        int64_t(noise_uniform(seed, NoisePurpose::training_timestep, s, img, 0) * double(num_t)),
-        num_t - 1);
-    timesteps[size_t(b)] = float(ti);
-    const double a = scheduler_.sqrt_alpha_cumprod(ti),
-                 sb = scheduler_.sqrt_one_minus_alpha_cumprod(ti);
-    for (int64_t e = 0; e < per_image; ++e) {
-      const size_t i = size_t(b * per_image + e);
-      const double eps = noise_normal(seed, NoisePurpose::training_noise, s, img, uint32_t(e));
-      x_t[i] = float(a * x0[i] + sb * eps);
-      const std::string& kind = config_.scheduler.prediction_type;
-      target[i] = float(kind == "epsilon" ? eps : kind == "sample" ? x0[i] : a * eps - sb * x0[i]);
-    }
+    t_index[size_t(b)] = cpu::training_timestep(seed, s, img, num_t);
+    timesteps[size_t(b)] = float(t_index[size_t(b)]);
   }
+  const cpu::DiffusionBatch db{batch, per_image, seed, uint32_t(step),
+                               parse_prediction_type(config_.scheduler.prediction_type)};
+  const std::vector<double> x0d(x0.begin(), x0.end());
+  std::vector<double> x_td(x0d.size()), targetd(x0d.size());
+  cpu::q_sample(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(), db, x_td.data());
+  cpu::diffusion_target(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(), db,
+                        targetd.data());
+  const std::vector<float> x_t(x_td.begin(), x_td.end()), target(targetd.begin(), targetd.end());
   ex_->write(unet_.sample, x_t);
   ex_->write(unet_.timesteps, timesteps);
   ex_->write(unet_.target, target);

@@ -62,6 +62,7 @@ class Trainer {
   std::unique_ptr<Executor> ex_;
   BatchSampler sampler_;
   std::vector<float> adam_m_, adam_v_, ema_;
+  std::vector<double> sqrt_abar_, sqrt_one_minus_abar_;  // the forward process's tables
   int64_t step_ = 0;
 };
 

@@ -23,7 +23,9 @@ struct DiffusionBatch {
 };
 
 // x_t = sqrt_abar[t_b] * x0 + sqrt_one_minus_abar[t_b] * eps, eps =
-// noise_normal(seed, training_noise, *step, b, e); t [batch] int32 timesteps;
+// noise_normal(seed, training_noise, *step, b, e) (computed in float:
+// engine/noise.h's noise_normal_f, within kNormalFloatAbsError of it);
+// t [batch] int32 timesteps;
 // the tables [T] in device memory; step: the training step (device memory).
 void q_sample(const float* x0, const int32_t* t, const float* sqrt_abar,
               const float* sqrt_one_minus_abar, const uint32_t* step, float* x_t,
@@ -33,7 +35,8 @@ size_t diffusion_mse_workspace_bytes(const DiffusionBatch& b);
 // The MSE of the model output against the target q_sample's draw implies
 // (eps, x0 or v = sqrt_abar eps - sqrt(1 - abar) x0), recomputed from the same
 // keys instead of stored: loss[0] = mean((pred - target)^2), dpred = 2 (pred -
-// target) / n (overwritten). Two-stage reduction, deterministic.
+// target) / n (overwritten). Two-stage reduction, deterministic. workspace: at
+// least diffusion_mse_workspace_bytes(b), 8-byte aligned. An empty batch throws.
 void diffusion_mse(const float* pred, const float* x0, const int32_t* t, const float* sqrt_abar,
                    const float* sqrt_one_minus_abar, const uint32_t* step, float* loss,
                    float* dpred, const DiffusionBatch& b, void* workspace, cudaStream_t stream);

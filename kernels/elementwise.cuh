@@ -7,6 +7,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace ddpm::kernels {
@@ -27,6 +28,19 @@ void add_forward(const float* a, const float* b, float* y, int64_t n, int64_t ch
 void add_backward(const float* dy, float* da, float* db, int64_t n, int64_t channels,
                   int64_t per_sample, float scale, bool accumulate_a, bool accumulate_b,
                   cudaStream_t stream);
+// The same with scratch for the broadcast db reduction: with a workspace of at
+// least add_backward_workspace_bytes(n, channels, per_sample) bytes (16-byte
+// aligned for the float4 path), the reduction over positions is split across
+// blocks, so a batch of 1 with many positions fills the GPU; with a null
+// workspace (or the overload above), one block per (sample, 16-channel tile)
+// reduces all of a sample's positions. Both are deterministic (a fixed
+// partition from the shape, no atomics); they may differ from each other in
+// the last bits (different summation orders). Throws if a non-null workspace
+// is smaller than asked for.
+size_t add_backward_workspace_bytes(int64_t n, int64_t channels, int64_t per_sample);
+void add_backward(const float* dy, float* da, float* db, int64_t n, int64_t channels,
+                  int64_t per_sample, float scale, bool accumulate_a, bool accumulate_b,
+                  void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 // Nearest-neighbour upsampling by 2 of [n, h, w, c] into [n, 2h, 2w, c], and its
 // adjoint (each input pixel gathers its four outputs).

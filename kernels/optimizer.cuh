@@ -13,7 +13,8 @@ namespace ddpm::kernels {
 
 size_t grad_norm_workspace_bytes(int64_t n);
 // *norm = sqrt(sum g^2) (float, device memory). Deterministic: fixed block
-// partition, partial sums in double, one final block.
+// partition, partial sums in double, one final block. workspace: at least
+// grad_norm_workspace_bytes(n), 8-byte aligned. n == 0 gives 0.
 void grad_norm(const float* grad, int64_t n, float* norm, void* workspace, cudaStream_t stream);
 
 struct AdamWEmaConfig {
@@ -26,8 +27,11 @@ struct AdamWEmaConfig {
 
 // With step = *step (1-based, device memory) and norm = *norm (from grad_norm):
 // torch.optim.AdamW on param with moments m, v, then ema = d ema + (1 - d) param.
-// ema may be null (no EMA). Matches engine/cpu/optimizer.h's adamw_step and
-// ema_update with grad_scale = the clip factor.
+// ema may be null (no EMA); norm may be null when clip_norm <= 0; *step must be
+// >= 1. Matches engine/cpu/optimizer.h's adamw_step and ema_update with
+// grad_scale = the clip factor and the trainer's warmup: the step's scalars are
+// derived in double from the float config as the CPU derives them, and each
+// element runs the CPU's float formula (up to the GPU's FMA contraction).
 void adamw_ema_step(float* param, const float* grad, float* m, float* v, float* ema, int64_t n,
                     const uint32_t* step, const float* norm, const AdamWEmaConfig& c,
                     cudaStream_t stream);

@@ -11,7 +11,8 @@
 # compute-sanitizer memcheck and racecheck over the kernel tests; runs the
 # benchmarks that exist (PyTorch's only with --pytorch: it takes ~6 minutes);
 # and prints a short table last. Logs go to $OUT (the device tool's folder)
-# or ./gpu_check_out. Without --pytorch it fits in about 3 minutes.
+# or ./gpu_check_out. Without --pytorch it fits in about 3 minutes; each
+# sanitizer run stops after $SANITIZER_TIMEOUT seconds (default 60).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,15 +28,23 @@ for a in "$@"; do
 done
 export DDPM_SOURCE_DIR=$root
 rows=()
-row() { rows+=("$(printf '%-34s %-6s %7s  %s' "$1" "$2" "$3" "$4")"); }
+: >"$out/summary.txt"
+# Rows also go to $out/summary.txt as they come, so a run cut short still reports.
+row() {
+  rows+=("$(printf '%-26s %-7s %6s  %s' "$1" "$2" "$3" "$4")")
+  printf '%s\n' "${rows[-1]}" >>"$out/summary.txt"
+}
 section() { printf '\n=== %s\n' "$1"; }
 t0=$(date +%s)
 
-# run <label> <log name> <command...>: records pass/fail with gtest's counts.
+# run <label> <log name> <command...>: records pass/fail with gtest's counts;
+# with RUN_TIMEOUT set, a run past it is recorded as TIMEOUT.
 run() {
   local label=$1 log=$out/$2.log; shift 2
   local s=$(date +%s) rc
-  "$@" >"$log" 2>&1; rc=$?
+  if [[ -n ${RUN_TIMEOUT:-} ]]; then timeout "$RUN_TIMEOUT" "$@" >"$log" 2>&1; else "$@" >"$log" 2>&1; fi
+  rc=$?
+  if ((rc == 124)); then row "$label" TIMEOUT "$(($(date +%s) - s))s" "stopped after ${RUN_TIMEOUT}s ($log)"; return $rc; fi
   local secs=$(($(date +%s) - s)) detail
   detail=$(grep -Eo '\[  PASSED  \] [0-9]+ tests?|\[  SKIPPED \] [0-9]+ tests?|\[  FAILED  \] [0-9]+ tests?' "$log" | sed -E 's/\[ +([A-Z]+) +\] /\1 /' | tr '\n' ' ')
   [[ -z $detail ]] && detail=$(tail -1 "$log" | cut -c1-60)
@@ -73,19 +82,21 @@ x=$bin/tests/emulation/ddpm_emulation_crosscheck_gpu
 [[ -x $x ]] || x=$bin/tests/emulation/gpu/ddpm_emulation_crosscheck_gpu
 [[ -x $x && -n $gpu ]] && run "emulator cross-check" crosscheck bash -c "'$x' | diff - tests/emulation/crosscheck_expected.txt"
 
-section "CPU suite and apps on this machine"
-run "cpu suite" cpu_tests "$bin/tests/ddpm_cpu_tests"
-run "apps end to end" apps bash tests/apps/test_apps.sh "$bin" "$root"
-
 if ((sanitize)) && [[ -n $gpu ]] && command -v compute-sanitizer >/dev/null; then
   section "compute-sanitizer"
   for t in $kernel_tests; do
     name=$(basename "$t" | sed 's/ddpm_kernel_tests_gpu_//')
     for tool in memcheck racecheck; do
-      run "$tool $name" "sanitize_${tool}_$name" compute-sanitizer --tool "$tool" --error-exitcode 1 "$t"
+      RUN_TIMEOUT=${SANITIZER_TIMEOUT:-60} run "$tool $name" "sanitize_${tool}_$name" \
+        compute-sanitizer --tool "$tool" --error-exitcode 1 "$t"
     done
   done
 fi
+
+section "CPU suite and apps on this machine"
+run "cpu suite" cpu_tests "$bin/tests/ddpm_cpu_tests"
+run "apps end to end" apps bash tests/apps/test_apps.sh "$bin" "$root"
+
 
 section "benchmarks"
 row "engine benchmark" "-" "-" "none yet (apps/ddpm_cuda_bench comes with the CUDA backend)"
@@ -94,8 +105,8 @@ if ((pytorch)); then
 fi
 
 section "summary: ${gpu:-no GPU} (${out})"
-printf '%-34s %-6s %7s  %s\n' "check" "result" "time" "detail"
-printf '%s\n' "${rows[@]}" | tee "$out/summary.txt"
+printf '%-26s %-7s %6s  %s\n' "check" "result" "time" "detail"
+printf '%s\n' "${rows[@]}"
 echo "total $(($(date +%s) - t0))s"
 grep -q " FAIL " "$out/summary.txt" && exit 1
 exit 0
