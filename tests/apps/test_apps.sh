@@ -6,6 +6,7 @@ set -uo pipefail
 build=$1 src=$2
 train=$build/apps/ddpm_cuda_train sample=$build/apps/ddpm_cuda_sample
 work=$(mktemp -d)
+cd "$src"  # the test config names its dataset relative to the source tree
 trap 'rm -rf "$work"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
@@ -37,6 +38,11 @@ expect_file "$work/grid.npy"
 $sample --model "$src/tests/golden/unet_tiny" --steps 4 --scheduler ddim --num 2 --out "$work/d/g.png" || fail "sample diffusers"
 expect_file "$work/d/g.png"
 $sample --model "$src/tests/golden/unet_tiny" --print-model | grep -q "45259 parameters" || fail "--print-model"
+if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
+  echo "== the default dataset (Fashion-MNIST) with the demo config, one step"
+  $train --config "$src/apps/configs/fashion_mnist_small.json" --steps 1 --batch 2 --out "$work/fm" >/dev/null ||
+    fail "fashion-mnist demo config"
+fi
 
 echo "== bad input"
 expect_error "cannot open training config" $train --config "$work/nope.json"
@@ -50,7 +56,8 @@ mkdir -p "$work/badmodel" && cp "$src/tests/golden/unet_tiny/config.json" "$work
 head -c 100 "$src/tests/golden/unet_tiny/diffusion_pytorch_model.safetensors" >"$work/badmodel/diffusion_pytorch_model.safetensors"
 expect_error "runs past the end" $sample --model "$work/badmodel" --steps 2 --num 1
 expect_error "device" $train --config "$src/tests/apps/tiny_train.json" --device tpu
-expect_error "dataset" $train --config "$src/tests/apps/tiny_train.json" --data-kind cifar10 --data "$work/none"
+expect_error "dataset" $train --config "$src/tests/apps/tiny_train.json" --data-kind cifar10 --data "$work/none" --out "$work/failed"
+[[ -e $work/failed ]] && fail "a run that failed on its data left a run folder behind"
 
 echo "== Ctrl-C saves a checkpoint"
 $train --config "$src/tests/apps/tiny_train.json" --steps 100000 --out "$work/int" >"$work/int.log" 2>&1 &
