@@ -36,9 +36,11 @@
 #include <string>
 
 #include "engine/noise.h"
+#include "kernels/block_reduce.cuh"
 #include "kernels/check.cuh"
 #include "kernels/diffusion.cuh"
 #include "kernels/emulation/launch.h"
+#include "kernels/vector_io.cuh"
 
 namespace ddpm::kernels {
 
@@ -52,10 +54,6 @@ constexpr int64_t kTargetBlocks = 2, kMaxGridY = 2;
 #else
 constexpr int64_t kTargetBlocks = 132 * 4, kMaxGridY = 65535;
 #endif
-
-bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
-}
 
 // ---- quads of one image -------------------------------------------------------------
 
@@ -85,21 +83,6 @@ __device__ inline void draw_quad(uint64_t seed, NoisePurpose purpose, uint32_t s
   const NormalPairF a = noise_normal_pair_f(seed, purpose, step, image, uint32_t(2 * q));
   const NormalPairF b = noise_normal_pair_f(seed, purpose, step, image, uint32_t(2 * q + 1));
   z[0] = a.even, z[1] = a.odd, z[2] = b.even, z[3] = b.odd;
-}
-
-// Sum over the block (blockDim.x == kThreads); the result is valid in thread 0.
-// Fixed order: shuffle tree within each warp, then over the warps' sums.
-__device__ inline double block_sum(double v) {
-  __shared__ double warp_sums[kThreads / 32];
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kThreads / 32 ? warp_sums[lane] : 0.0;
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  }
-  return v;
 }
 
 // ---- kernels ----------------------------------------------------------------------
@@ -166,7 +149,7 @@ __global__ void __launch_bounds__(kThreads)
       store_quad<kVector>(dpred + row + e, count, g);
     }
   }
-  sum = block_sum(sum);
+  sum = block_sum<kThreads>(sum);
   if (threadIdx.x == 0) partials[blockIdx.y * gridDim.x + blockIdx.x] = sum;
 }
 
@@ -176,7 +159,7 @@ __global__ void __launch_bounds__(kThreads)
                             float* __restrict__ loss) {
   double sum = 0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
-  sum = block_sum(sum);
+  sum = block_sum<kThreads>(sum);
   if (threadIdx.x == 0) loss[0] = float(sum / n);
 }
 

@@ -30,9 +30,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/block_reduce.cuh"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/optimizer.cuh"
+#include "kernels/vector_io.cuh"
 
 namespace ddpm::kernels {
 
@@ -46,24 +48,6 @@ constexpr int64_t kNormMaxBlocks = 4, kAdamMaxBlocks = 4;
 #else
 constexpr int64_t kNormMaxBlocks = 132 * 4, kAdamMaxBlocks = 132 * 4;
 #endif
-
-bool aligned16(const void* p) {
-  return (reinterpret_cast<uintptr_t>(p) & 15) == 0;
-}
-
-// Sum over the block (blockDim.x == kThreads); the result is valid in thread 0.
-__device__ inline double block_sum(double v) {
-  __shared__ double warp_sums[kThreads / 32];
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    v = lane < kThreads / 32 ? warp_sums[lane] : 0.0;
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
 
 __device__ inline double square(float g) {
   return double(g) * double(g);
@@ -86,7 +70,7 @@ __global__ void __launch_bounds__(kThreads)
     scalar_from = n / 4 * 4;
   }
   for (int64_t i = scalar_from + first; i < n; i += stride) sum += square(grad[i]);
-  sum = block_sum(sum);
+  sum = block_sum<kThreads>(sum);
   if (threadIdx.x == 0) partials[blockIdx.x] = sum;
 }
 
@@ -95,7 +79,7 @@ __global__ void __launch_bounds__(kThreads)
                             float* __restrict__ norm) {
   double sum = 0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];
-  sum = block_sum(sum);
+  sum = block_sum<kThreads>(sum);
   if (threadIdx.x == 0) norm[0] = float(sqrt(sum));
 }
 
