@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/checkpoint/atomic_file.h"
 #include "engine/checkpoint/errors.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/cpu/diffusion.h"
@@ -17,6 +18,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kStateFile = "training_state.safetensors";
+constexpr const char* kConfigFile = "train_config.json";
 constexpr const char* kStateFormat = "ddpm_cuda.training_state.v1";
 
 void check_dataset(const TrainConfig& c, const ImageDataset& d) {
@@ -81,7 +83,8 @@ StepMetrics Trainer::train_step() {
   std::vector<float> timesteps(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
     const auto s = uint32_t(step), img = uint32_t(b);
-    const bool flip = t.random_flip && noise_uniform(seed, NoisePurpose::training_flip, s, img, 0) < 0.5;
+    const bool flip =
+        t.random_flip && noise_uniform(seed, NoisePurpose::training_flip, s, img, 0) < 0.5;
     data_.to_float(indices[size_t(b)], x0.data() + b * per_image, flip);
     t_index[size_t(b)] = cpu::training_timestep(seed, s, img, num_t);
     timesteps[size_t(b)] = float(t_index[size_t(b)]);
@@ -90,9 +93,10 @@ StepMetrics Trainer::train_step() {
                                parse_prediction_type(config_.scheduler.prediction_type)};
   const std::vector<double> x0d(x0.begin(), x0.end());
   std::vector<double> x_td(x0d.size()), targetd(x0d.size());
-  cpu::q_sample(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(), db, x_td.data());
-  cpu::diffusion_target(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(), db,
-                        targetd.data());
+  cpu::q_sample(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(), db,
+                x_td.data());
+  cpu::diffusion_target(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(),
+                        db, targetd.data());
   const std::vector<float> x_t(x_td.begin(), x_td.end()), target(targetd.begin(), targetd.end());
   ex_->write(unet_.sample, x_t);
   ex_->write(unet_.timesteps, timesteps);
@@ -133,9 +137,9 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
   state.metadata = {{"format", kStateFormat},
                     {"step", std::to_string(step_)},
                     {"sampler_epoch", std::to_string(sampler_.state().epoch)},
-                    {"sampler_position", std::to_string(sampler_.state().position)},
-                    {"train_config", train_config_to_json(config_)}};
+                    {"sampler_position", std::to_string(sampler_.state().position)}};
   write_safetensors(tmp / kStateFile, state);
+  write_file_atomically(tmp / kConfigFile, train_config_to_json(config_));
   // Swap in: the previous checkpoint stays until the new one is in place.
   if (fs::exists(dir)) {
     fs::remove_all(old);
@@ -145,23 +149,31 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
   fs::remove_all(old);
 }
 
-TrainConfig checkpoint_train_config(const fs::path& dir) {
+namespace {
+
+// The training state file of a checkpoint folder; an error when there is none.
+fs::path state_file(const fs::path& dir) {
   const fs::path file = dir / kStateFile;
   if (!fs::exists(file))
     throw CheckpointError(dir.string() + ": no " + kStateFile +
                           " (not a training checkpoint written by ddpm_cuda_train)");
-  const StFile state = read_safetensors(file);
-  auto it = state.metadata.find("train_config");
-  if (it == state.metadata.end())
-    throw CheckpointError(file.string() + ": metadata has no train_config");
-  return parse_train_config(it->second, file.string() + " (train_config)");
+  return file;
+}
+
+}  // namespace
+
+// A small JSON file beside the state, so reading the config (the app does it
+// before building the trainer) does not read the weights a second time.
+TrainConfig checkpoint_train_config(const fs::path& dir) {
+  state_file(dir);
+  return load_train_config(dir / kConfigFile);
 }
 
 void Trainer::resume(const fs::path& dir) {
-  const fs::path file = dir / kStateFile;
-  if (!fs::exists(file))
-    throw CheckpointError(dir.string() + ": no " + kStateFile +
-                          " (not a training checkpoint written by ddpm_cuda_train)");
+  const TrainConfig saved = checkpoint_train_config(dir);
+  if (unet_config_to_json(saved.model) != unet_config_to_json(config_.model))
+    throw CheckpointError(dir.string() + ": the checkpoint's model config differs from this run's");
+  const fs::path file = state_file(dir);
   const StFile state = read_safetensors(file);
   auto meta = [&](const std::string& key) -> const std::string& {
     auto it = state.metadata.find(key);
@@ -172,11 +184,6 @@ void Trainer::resume(const fs::path& dir) {
   if (meta("format") != kStateFormat)
     throw CheckpointError(file.string() + ": format '" + meta("format") + "', expected '" +
                           kStateFormat + "'");
-  const TrainConfig saved =
-      parse_train_config(meta("train_config"), file.string() + " (train_config)");
-  if (unet_config_to_json(saved.model) != unet_config_to_json(config_.model))
-    throw CheckpointError(file.string() +
-                          ": the checkpoint's model config differs from this run's");
   auto number = [&](const std::string& key) {
     try {
       return std::stoll(meta(key));

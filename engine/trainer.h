@@ -42,8 +42,9 @@ class Trainer {
 
   // A checkpoint folder: a DDPMPipeline with the EMA weights (what
   // ddpm_cuda_sample and diffusers load) plus training_state.safetensors
-  // (weights, EMA, Adam moments, step, data position). Written beside the
-  // target and swapped in, so an interrupted save keeps the previous one.
+  // (weights, EMA, Adam moments, step, data position) and train_config.json.
+  // Written beside the target and swapped in, so an interrupted save keeps the
+  // previous one.
   void save_checkpoint(const std::filesystem::path& dir) const;
   // Restores everything save_checkpoint wrote. Throws CheckpointError when the
   // checkpoint belongs to another model or is damaged.

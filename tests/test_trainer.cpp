@@ -110,7 +110,7 @@ TEST(Trainer, CheckpointIsADiffusersPipelineWithEmaWeights) {
   t.save_checkpoint(dir);
   for (const char* f :
        {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "scheduler/scheduler_config.json", "training_state.safetensors"})
+        "scheduler/scheduler_config.json", "training_state.safetensors", "train_config.json"})
     EXPECT_TRUE(fs::exists(dir / f)) << f;
   EXPECT_FALSE(fs::exists(dir.string() + ".tmp"));
   const ModelFolder m = find_model(dir);
