@@ -12,6 +12,7 @@
 #include "engine/device_select.h"
 #include "engine/executor.h"
 #include "engine/random.h"
+#include "engine/scheduler.h"
 #include "engine/tiny_denoiser.h"
 
 namespace ddpm::app {
@@ -54,11 +55,9 @@ int run_smoke(const SmokeOptions& o) {
       static_cast<long long>(o.size), static_cast<long long>(o.size),
       ex.plan().peak_bytes / 1048576.0, ex.plan().unshared_bytes / 1048576.0);
 
-  // DDPM forward process with the paper's linear schedule (T = 1000).
-  constexpr int kT = 1000;
-  std::vector<double> abar(kT);
-  double prod = 1;
-  for (int t = 0; t < kT; ++t) abar[t] = prod *= 1 - (1e-4 + (0.02 - 1e-4) * t / (kT - 1));
+  // The DDPM forward process with the paper's linear schedule (diffusers' defaults).
+  const Scheduler schedule{SchedulerConfig{}};
+  const auto kT = uint64_t(schedule.config().num_train_timesteps);
 
   const int64_t n = ex.parameters().numel(), pix = o.size * o.size * cfg.channels;
   std::vector<float> m(static_cast<size_t>(n)), v(static_cast<size_t>(n));
@@ -72,12 +71,13 @@ int run_smoke(const SmokeOptions& o) {
   for (int step = 1; step <= o.steps; ++step) {
     for (int64_t i = 0; i < o.batch; ++i) {
       synthetic_image(data_rng, o.size, cfg.channels, x0.data() + i * pix);
-      const int t = static_cast<int>(data_rng.below(kT));
+      const auto t = int64_t(data_rng.below(kT));
       ts[static_cast<size_t>(i)] = static_cast<float>(t);
       for (int64_t j = i * pix; j < (i + 1) * pix; ++j) {
         eps[size_t(j)] = static_cast<float>(data_rng.normal());
-        xt[size_t(j)] = static_cast<float>(std::sqrt(abar[t]) * x0[size_t(j)] +
-                                           std::sqrt(1 - abar[t]) * eps[size_t(j)]);
+        xt[size_t(j)] =
+            static_cast<float>(schedule.sqrt_alpha_cumprod(t) * x0[size_t(j)] +
+                               schedule.sqrt_one_minus_alpha_cumprod(t) * eps[size_t(j)]);
       }
     }
     ex.write(model.x_t, xt);
