@@ -9,7 +9,9 @@
 # nvidia packages); runs every kernel test on the GPU, the emulator's GPU
 # cross-check, the whole CPU suite and the apps end to end; runs
 # compute-sanitizer memcheck and racecheck over the kernel tests; runs the
-# benchmarks that exist (PyTorch's only with --pytorch: it takes ~6 minutes);
+# kernel benchmark (apps/ddpm_cuda_bench: our conv/attention/GEMM kernels
+# against cuDNN/cuBLAS on the CIFAR-10 UNet's shapes; BENCH_ARGS passes flags)
+# and PyTorch's (only with --pytorch: it takes ~6 minutes);
 # and prints a short table last. Logs go to $OUT (the device tool's folder)
 # or ./gpu_check_out. Without --pytorch it fits in about 3 minutes; each
 # sanitizer run stops after $SANITIZER_TIMEOUT seconds (default 60).
@@ -99,7 +101,16 @@ run "apps end to end" apps bash tests/apps/test_apps.sh "$bin" "$root"
 
 
 section "benchmarks"
-row "engine benchmark" "-" "-" "none yet (apps/ddpm_cuda_bench comes with the CUDA backend)"
+# The kernel benchmark fills a copy of PERFORMANCE.md (only $OUT comes back
+# from the GPU machine); copy its marked section over the repository's file.
+cp tools/PERFORMANCE.md "$out/PERFORMANCE.md"
+if [[ -x $bin/apps/ddpm_cuda_bench && -n $gpu ]]; then
+  run "kernel benchmark" kernel_bench "$bin/apps/ddpm_cuda_bench" ${BENCH_ARGS:-} \
+    --markdown "$out/kernel_bench.md" --performance-md "$out/PERFORMANCE.md" &&
+    sed -n '/^| implementation | conv ms/,$p' "$out/kernel_bench.md"
+else
+  row "kernel benchmark" "-" "-" "skipped (no GPU or no ddpm_cuda_bench)"
+fi
 if ((pytorch)); then
   run "pytorch baseline" bench_pytorch env PYTHONUNBUFFERED=1 python3 tools/bench_pytorch.py --json "$out/bench_pytorch.json"
 fi

@@ -1,0 +1,239 @@
+// CudaBackend: memory, the stream, the scratch workspace, and the dispatch of
+// each node to its rule in ops_dense.cpp / ops_pointwise.cpp.
+#include "engine/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "engine/cuda/cuda_ops.h"
+#include "kernels/check.cuh"
+#include "kernels/reduce.cuh"
+
+namespace ddpm {
+
+namespace cuda {
+
+float* begin_adding_grad(const GradTensor& g, cudaStream_t stream) {
+  float* p = grad(g);
+  if (p && !g.accumulate) DDPM_CUDA_CHECK(cudaMemsetAsync(p, 0, g.tensor.bytes(), stream));
+  return p;
+}
+
+bool no_upstream_gradient(const BackwardArgs& a, cudaStream_t stream) {
+  if (a.grad_outputs[0].defined()) return false;
+  for (const GradTensor& g : a.grad_inputs) begin_adding_grad(g, stream);
+  return true;
+}
+
+}  // namespace cuda
+
+namespace {
+
+// Logs a CUDA error where throwing is not allowed (destructors, deallocate).
+void log_cuda_error(cudaError_t e, const char* call) {
+  if (e != cudaSuccess)
+    std::fprintf(stderr, "cuda backend: %s failed: %s (%s)\n", call, cudaGetErrorName(e),
+                 cudaGetErrorString(e));
+}
+
+}  // namespace
+
+// The ops' view of the backend. Owns the stream (unless given one) and the
+// scratch workspace, which grows to the largest request and never shrinks.
+class CudaBackend::Env final : public cuda::OpEnv {
+ public:
+  explicit Env(const CudaBackendOptions& o) : conv_(o.conv), gemm_(o.gemm), stream_(o.stream) {
+    if (!stream_) {
+      DDPM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+      owns_stream_ = true;
+    }
+  }
+  ~Env() override {
+    log_cuda_error(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    if (workspace_) log_cuda_error(cudaFree(workspace_), "cudaFree (workspace)");
+    if (owns_stream_) log_cuda_error(cudaStreamDestroy(stream_), "cudaStreamDestroy");
+  }
+  Env(const Env&) = delete;
+  Env& operator=(const Env&) = delete;
+
+  cudaStream_t stream() const override { return stream_; }
+  kernels::ConvImpl conv_impl() const override { return conv_; }
+  kernels::GemmImpl gemm_impl() const override { return gemm_; }
+
+  void* workspace(size_t bytes) override {
+    if (bytes == 0) return nullptr;
+    reserve(bytes);
+    return workspace_;
+  }
+
+  // Grows to at least `bytes` (by half again at least, so that a first step
+  // of ever larger ops reallocates a few times, not once per op).
+  void reserve(size_t bytes, bool exact = false) {
+    if (bytes <= capacity_) return;
+    const size_t grown =
+        kernels::workspace_align(exact ? bytes : std::max(bytes, capacity_ + capacity_ / 2));
+    // Kernels already queued may still read the old buffer.
+    DDPM_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (workspace_) DDPM_CUDA_CHECK(cudaFree(workspace_));
+    workspace_ = nullptr;
+    capacity_ = 0;
+    DDPM_CUDA_CHECK(cudaMalloc(&workspace_, grown));
+    capacity_ = grown;
+  }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  kernels::ConvImpl conv_;
+  kernels::GemmImpl gemm_;
+  cudaStream_t stream_;
+  bool owns_stream_ = false;
+  void* workspace_ = nullptr;
+  size_t capacity_ = 0;
+};
+
+CudaBackend::CudaBackend(const CudaBackendOptions& options) : options_(options) {
+  std::string reason;
+  if (!kernels::conv_impl_available(options.conv, &reason))
+    throw std::invalid_argument(std::string("cuda backend: convolution implementation ") +
+                                kernels::conv_impl_name(options.conv) +
+                                " is not available: " + reason);
+  if (!kernels::gemm_impl_available(options.gemm, &reason))
+    throw std::invalid_argument(std::string("cuda backend: GEMM implementation ") +
+                                kernels::gemm_impl_name(options.gemm) +
+                                " is not available: " + reason);
+  env_ = std::make_unique<Env>(options);
+}
+
+CudaBackend::~CudaBackend() = default;
+
+cudaStream_t CudaBackend::stream() const {
+  return env_->stream();
+}
+
+size_t CudaBackend::workspace_capacity() const {
+  return env_->capacity();
+}
+
+// ---- memory -----------------------------------------------------------------------
+
+void* CudaBackend::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  const cudaError_t e = cudaMalloc(&p, bytes);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: the caller may free something and retry
+    throw std::runtime_error("cuda backend: cudaMalloc of " + std::to_string(bytes) +
+                             " bytes failed: " + cudaGetErrorString(e));
+  }
+  return p;
+}
+
+void CudaBackend::deallocate(void* p) noexcept {
+  if (!p) return;
+  // Work queued on the stream may still use the memory.
+  log_cuda_error(cudaStreamSynchronize(env_->stream()), "cudaStreamSynchronize");
+  log_cuda_error(cudaFree(p), "cudaFree");
+}
+
+void CudaBackend::fill_zero(void* p, size_t bytes) {
+  if (bytes) DDPM_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, env_->stream()));
+}
+
+// Synchronous on purpose: the caller's buffer may be pinned memory, from which
+// an asynchronous copy would read after we return. These copies are few (inputs,
+// the loss seed, checkpoints); the step's work stays on the stream.
+void CudaBackend::copy_from_host(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, env_->stream()));
+  DDPM_CUDA_CHECK(cudaStreamSynchronize(env_->stream()));
+}
+
+void CudaBackend::copy_to_host(void* dst, const void* src, size_t bytes) {
+  if (!bytes) return;
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, env_->stream()));
+  DDPM_CUDA_CHECK(cudaStreamSynchronize(env_->stream()));
+}
+
+void CudaBackend::synchronize() {
+  DDPM_CUDA_CHECK(cudaStreamSynchronize(env_->stream()));
+}
+
+// ---- ops --------------------------------------------------------------------------
+
+namespace {
+
+// Every tensor f32 (the graph's dtype: undefined ones carry it too), every
+// defined one in device memory.
+void check_tensor(const Tensor& t, const char* role, size_t slot) {
+  if (t.dtype != DType::f32)
+    throw std::invalid_argument(std::string(role) + " " + std::to_string(slot) + " has dtype " +
+                                dtype_name(t.dtype) + ": the CUDA backend runs f32 graphs only");
+  if (t.defined() && t.device != Device::cuda)
+    throw std::invalid_argument(std::string(role) + " " + std::to_string(slot) + " is in " +
+                                device_name(t.device) +
+                                " memory: the CUDA backend needs its own allocations");
+}
+
+void check_tensors(std::span<const Tensor> ts, const char* role) {
+  for (size_t i = 0; i < ts.size(); ++i) check_tensor(ts[i], role, i);
+}
+
+// Runs one rule; errors name the op and the node (invalid arguments stay so).
+template <class Rule>
+void run_rule(const char* direction, const Node& node, Rule&& rule) {
+  const std::string where =
+      std::string("cuda ") + direction + " of " + op_name(node.params) + " '" + node.name + "': ";
+  try {
+    rule();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(where + e.what());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(where + e.what());
+  }
+}
+
+}  // namespace
+
+void CudaBackend::forward(const Node& node, const ForwardArgs& args) {
+  run_rule("forward", node, [&] {
+    check_tensors(args.inputs, "input");
+    check_tensors(args.outputs, "output");
+    std::visit([&](const auto& p) { cuda::forward(p, args, *env_); }, node.params);
+  });
+}
+
+void CudaBackend::backward(const Node& node, const BackwardArgs& args) {
+  run_rule("backward", node, [&] {
+    check_tensors(args.inputs, "input");
+    check_tensors(args.outputs, "output");
+    check_tensors(args.grad_outputs, "output gradient");
+    for (size_t i = 0; i < args.grad_inputs.size(); ++i)
+      check_tensor(args.grad_inputs[i].tensor, "input gradient", i);
+    std::visit([&](const auto& p) { cuda::backward(p, args, *env_); }, node.params);
+  });
+}
+
+void CudaBackend::reserve_workspace(const Graph& graph, bool training) {
+  if (graph.dtype != DType::f32)
+    throw std::invalid_argument(std::string("cuda backend: the graph's dtype is ") +
+                                dtype_name(graph.dtype) + "; the CUDA backend runs f32 only");
+  size_t most = 0;
+  std::vector<Shape> shapes;
+  for (const Node& node : graph.nodes) {
+    shapes.clear();
+    for (ValueId v : node.inputs) shapes.push_back(graph.values[static_cast<size_t>(v)].shape);
+    run_rule("workspace sizing", node, [&] {
+      const size_t bytes = std::visit(
+          [&](const auto& p) { return cuda::workspace_bytes(p, shapes, training, *env_); },
+          node.params);
+      most = std::max(most, bytes);
+    });
+  }
+  env_->reserve(most, /*exact=*/true);
+}
+
+}  // namespace ddpm
