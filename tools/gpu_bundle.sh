@@ -13,13 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 [[ -f $build/CMakeCache.txt ]] || cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release
-cmake --build "$build" --target ddpm_cuda_train ddpm_cuda_sample ddpm_cuda_bench ddpm_cpu_tests ddpm_emulation_crosscheck_gpu $(cd "$build" && ninja -t targets all 2>/dev/null | grep -o "^ddpm_kernel_tests_gpu_[a-z_]*" | sort -u)
+cmake --build "$build" --target ddpm_cuda_train ddpm_cuda_sample ddpm_cuda_bench ddpm_cpu_tests ddpm_cuda_backend_tests_gpu ddpm_emulation_crosscheck_gpu $(cd "$build" && ninja -t targets all 2>/dev/null | grep -o "^ddpm_kernel_tests_gpu_[a-z_]*" | sort -u)
 grep -Eq "^CMAKE_CUDA_COMPILER:[A-Z]+=.+" "$build/CMakeCache.txt" ||
   { echo "gpu_bundle: $build was configured without CUDA; nothing to run on a GPU" >&2; exit 1; }
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
-mkdir -p "$stage/apps" "$stage/tests/kernels" "$stage/tests/emulation"
+mkdir -p "$stage/apps" "$stage/tests/kernels" "$stage/tests/emulation" "$stage/tests/cuda_backend"
 strip -o "$stage/apps/ddpm_cuda_train" "$build/apps/ddpm_cuda_train"
 strip -o "$stage/apps/ddpm_cuda_sample" "$build/apps/ddpm_cuda_sample"
 strip -o "$stage/apps/ddpm_cuda_bench" "$build/apps/ddpm_cuda_bench"
@@ -27,6 +27,7 @@ strip -o "$stage/tests/ddpm_cpu_tests" "$build/tests/ddpm_cpu_tests"
 for t in "$build"/tests/kernels/ddpm_kernel_tests_gpu_*; do
   [[ -x $t && ! $t == *.cmake ]] && strip -o "$stage/tests/kernels/$(basename "$t")" "$t"
 done
+strip -o "$stage/tests/cuda_backend/ddpm_cuda_backend_tests_gpu" "$build/tests/cuda_backend/ddpm_cuda_backend_tests_gpu"
 [[ -x $build/tests/emulation/gpu/ddpm_emulation_crosscheck_gpu ]] &&
   strip -o "$stage/tests/emulation/ddpm_emulation_crosscheck_gpu" "$build/tests/emulation/gpu/ddpm_emulation_crosscheck_gpu"
 git rev-parse HEAD >"$stage/COMMIT" 2>/dev/null || echo unknown >"$stage/COMMIT"

@@ -11,7 +11,8 @@
 # compute-sanitizer memcheck and racecheck over the kernel tests; runs the
 # kernel benchmark (apps/ddpm_cuda_bench: our conv/attention/GEMM kernels
 # against cuDNN/cuBLAS on the CIFAR-10 UNet's shapes; BENCH_ARGS passes flags)
-# and PyTorch's (only with --pytorch: it takes ~6 minutes);
+# and PyTorch's (only with --pytorch: it takes ~6 minutes); SANITIZE_FILTER is
+# the gtest filter of the sanitizer runs (default: no large GPU-only cases);
 # and prints a short table last. Logs go to $OUT (the device tool's folder)
 # or ./gpu_check_out. Without --pytorch it fits in about 3 minutes; each
 # sanitizer run stops after $SANITIZER_TIMEOUT seconds (default 60).
@@ -76,21 +77,25 @@ else
   bin=$root/build-gpu
   run "build (cmake)" build bash -c "cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build-gpu" || true
 fi
-kernel_tests=$(ls "$bin"/tests/kernels/ddpm_kernel_tests_gpu_* 2>/dev/null | grep -v cmake)
+kernel_tests=$(ls "$bin"/tests/kernels/ddpm_kernel_tests_gpu_* "$bin"/tests/cuda_backend/ddpm_cuda_backend_tests_gpu 2>/dev/null | grep -v cmake)
 
+short_name() { basename "$1" | sed 's/ddpm_kernel_tests_gpu_//; s/ddpm_cuda_backend_tests_gpu/cuda_backend/'; }
 section "kernel tests on the GPU"
-for t in $kernel_tests; do run "gpu $(basename "$t" | sed 's/ddpm_kernel_tests_gpu_//')" "$(basename "$t")" "$t"; done
+for t in $kernel_tests; do run "gpu $(short_name "$t")" "$(basename "$t")" "$t"; done
 x=$bin/tests/emulation/ddpm_emulation_crosscheck_gpu
 [[ -x $x ]] || x=$bin/tests/emulation/gpu/ddpm_emulation_crosscheck_gpu
 [[ -x $x && -n $gpu ]] && run "emulator cross-check" crosscheck bash -c "'$x' | diff - <(grep -v '^#' tests/emulation/crosscheck_expected.txt)"
 
+# Under the sanitizers, the small cases only: the GPU-only large ones (CIFAR
+# shapes, whole UNets) take minutes there and add no coverage of the indexing.
+sanitize_filter=${SANITIZE_FILTER:--*Cifar*:*Large*:*UNet*:*Unet*:*Gpu*}
 if ((sanitize)) && [[ -n $gpu ]] && command -v compute-sanitizer >/dev/null; then
   section "compute-sanitizer"
   for t in $kernel_tests; do
-    name=$(basename "$t" | sed 's/ddpm_kernel_tests_gpu_//')
+    name=$(short_name "$t")
     for tool in memcheck racecheck; do
       RUN_TIMEOUT=${SANITIZER_TIMEOUT:-60} run "$tool $name" "sanitize_${tool}_$name" \
-        compute-sanitizer --tool "$tool" --error-exitcode 1 "$t"
+        compute-sanitizer --tool "$tool" --error-exitcode 1 "$t" --gtest_filter="$sanitize_filter"
     done
   done
 fi

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -32,8 +33,9 @@ inline bool device_available() {
 }
 
 // Skips (visibly) a GPU test where there is no device; emulated tests always run.
-#define DDPM_REQUIRE_DEVICE() \
-  if (!::ddpm::testing::device_available()) GTEST_SKIP() << "no CUDA device: GPU kernel test skipped"
+#define DDPM_REQUIRE_DEVICE()               \
+  if (!::ddpm::testing::device_available()) \
+  GTEST_SKIP() << "no CUDA device: GPU kernel test skipped"
 
 inline void check_cuda(cudaError_t e, const char* what) {
   ASSERT_EQ(e, cudaSuccess) << what << ": " << cudaGetErrorString(e);
@@ -75,6 +77,46 @@ class DeviceArray {
   T* p_ = nullptr;
 };
 
+// n elements `offset` elements past kGuard guard elements of a poisoned
+// (0xFF: NaN) allocation, with kGuard more after them: download() fails the
+// test if a guard was written. kGuard floats keep 16-byte alignment, so offset
+// 0 takes a kernel's vector path and offset 1 its scalar path.
+template <typename T = float>
+class GuardedSlice {
+ public:
+  static constexpr size_t kGuard = 8;
+  GuardedSlice(size_t n, size_t offset = 0)
+      : store_(n + offset + 2 * kGuard), n_(n), at_(kGuard + offset) {}
+  GuardedSlice(const std::vector<T>& v, size_t offset) : GuardedSlice(v.size(), offset) {
+    upload(v);
+  }
+  T* get() const { return store_.get() + at_; }
+  void poison() { store_.poison(); }
+  void upload(const std::vector<T>& v) {
+    ASSERT_EQ(v.size(), n_);
+    if (n_)
+      check_cuda(cudaMemcpy(get(), v.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), "upload");
+  }
+  std::vector<T> download() const {
+    const std::vector<T> all = store_.download();
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (i >= at_ && i < at_ + n_) continue;
+      unsigned char bytes[sizeof(T)];
+      std::memcpy(bytes, &all[i], sizeof(T));
+      for (unsigned char byte : bytes)
+        if (byte != 0xFF) {
+          ADD_FAILURE() << "guard element " << i << " outside the output was written";
+          break;
+        }
+    }
+    return std::vector<T>(all.begin() + long(at_), all.begin() + long(at_ + n_));
+  }
+
+ private:
+  DeviceArray<T> store_;
+  size_t n_, at_;
+};
+
 // n draws of scale * N(0, 1) (never all zeros), reproducible from seed.
 inline std::vector<float> random_floats(size_t n, uint64_t seed, double scale = 1.0) {
   Philox rng(seed, 77);
@@ -85,15 +127,18 @@ inline std::vector<float> random_floats(size_t n, uint64_t seed, double scale = 
 
 // |got - want| <= atol + rtol * |want| for every element, and every element
 // finite (a NaN left from the poison means an output was never written).
-inline void expect_close(const std::vector<float>& got, const std::vector<double>& want, double atol,
-                         double rtol, const std::string& what) {
+inline void expect_close(const std::vector<float>& got, const std::vector<double>& want,
+                         double atol, double rtol, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(got[i])) << what << ": element " << i << " not written (or not finite)";
+    ASSERT_TRUE(std::isfinite(got[i]))
+        << what << ": element " << i << " not written (or not finite)";
     ASSERT_NEAR(got[i], want[i], atol + rtol * std::abs(want[i])) << what << ": element " << i;
   }
 }
 
-inline std::vector<double> to_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return {v.begin(), v.end()};
+}
 
 }  // namespace ddpm::testing

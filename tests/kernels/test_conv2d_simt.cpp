@@ -68,33 +68,7 @@ const char* tile_name(int tile) {
   return kNames[tile + 1];
 }
 
-// n floats at `offset` floats past kGuard guard elements of a poisoned (0xFF)
-// allocation; download() fails the test if a guard was written.
-class Slice {
- public:
-  static constexpr size_t kGuard = 8;
-  Slice(size_t n, size_t offset) : store_(n + offset + 2 * kGuard), n_(n), at_(kGuard + offset) {}
-  Slice(const std::vector<float>& v, size_t offset) : Slice(v.size(), offset) { upload(v); }
-  float* get() const { return store_.get() + at_; }
-  void upload(const std::vector<float>& v) {
-    ASSERT_EQ(v.size(), n_);
-    check_cuda(cudaMemcpy(get(), v.data(), n_ * sizeof(float), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<float> download() const {
-    const std::vector<float> all = store_.download();
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (i >= at_ && i < at_ + n_) continue;
-      uint32_t bits;
-      std::memcpy(&bits, &all[i], sizeof bits);
-      EXPECT_EQ(bits, 0xFFFFFFFFu) << "guard element " << i << " outside the output was written";
-    }
-    return std::vector<float>(all.begin() + long(at_), all.begin() + long(at_ + n_));
-  }
-
- private:
-  DeviceArray<float> store_;
-  size_t n_, at_;
-};
+using Slice = GuardedSlice<float>;
 
 // |got - want| <= bound element-wise, every element finite.
 void expect_within(const std::vector<float>& got, const std::vector<double>& want,

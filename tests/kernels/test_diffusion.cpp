@@ -41,36 +41,8 @@ constexpr int64_t kNoiseImages = 3, kNoisePerImage = 4096;
 constexpr int64_t kNoiseImages = 16, kNoisePerImage = 65536;
 #endif
 
-// n floats at `offset` elements into a poisoned (0xFF) allocation with guard
-// elements on both sides: download() fails the test if a guard was written.
 template <typename T>
-class Slice {
- public:
-  static constexpr size_t kGuard = 8;
-  Slice(size_t n, size_t offset = 0) : store_(n + offset + kGuard), n_(n), offset_(offset) {}
-  T* get() const { return store_.get() + offset_; }
-  void poison() { store_.poison(); }
-  void upload(const std::vector<T>& v) {
-    ASSERT_EQ(v.size(), n_);
-    check_cuda(cudaMemcpy(get(), v.data(), n_ * sizeof(T), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<T> download() const {
-    const std::vector<T> all = store_.download();
-    std::vector<T> guards(all.begin(), all.begin() + long(offset_));
-    guards.insert(guards.end(), all.begin() + long(offset_ + n_), all.end());
-    for (const T& g : guards) {
-      unsigned char bytes[sizeof(T)];
-      std::memcpy(bytes, &g, sizeof(T));
-      for (unsigned char b : bytes)
-        EXPECT_EQ(b, 0xFF) << "a guard element outside the output was written";
-    }
-    return std::vector<T>(all.begin() + long(offset_), all.begin() + long(offset_ + n_));
-  }
-
- private:
-  DeviceArray<T> store_;
-  size_t n_, offset_;
-};
+using Slice = GuardedSlice<T>;
 
 template <typename T>
 DeviceArray<T> device_copy(const std::vector<T>& v) {

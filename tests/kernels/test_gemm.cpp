@@ -68,34 +68,7 @@ std::string sci(double v) {
 
 // ------------------------------------------------------------- device memory
 
-// n floats `offset` floats into a poisoned (0xFF: NaN) allocation with guard
-// floats on both sides; download() fails the test if a guard was written.
-class Slice {
- public:
-  static constexpr size_t kGuard = 8;
-  Slice(size_t n, size_t offset) : store_(n + offset + kGuard), n_(n), offset_(offset) {}
-  Slice(const std::vector<float>& v, size_t offset) : Slice(v.size(), offset) { upload(v); }
-  float* get() const { return store_.get() + offset_; }
-  void upload(const std::vector<float>& v) {
-    ASSERT_EQ(v.size(), n_);
-    if (n_)
-      check_cuda(cudaMemcpy(get(), v.data(), n_ * sizeof(float), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<float> download() const {
-    const std::vector<float> all = store_.download();
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (i >= offset_ && i < offset_ + n_) continue;
-      uint32_t bits;
-      std::memcpy(&bits, &all[i], sizeof bits);
-      EXPECT_EQ(bits, 0xFFFFFFFFu) << "guard element " << i << " outside C was written";
-    }
-    return std::vector<float>(all.begin() + long(offset_), all.begin() + long(offset_ + n_));
-  }
-
- private:
-  DeviceArray<float> store_;
-  size_t n_, offset_;
-};
+using Slice = GuardedSlice<float>;
 
 // ------------------------------------------------------------- inputs, oracle
 

@@ -29,32 +29,7 @@ const std::vector<int64_t> kNormSizes = {1, 3, 4, 4099, 1000003};
 constexpr int64_t kAdamN = 1000003;
 #endif
 
-// n floats at `offset` elements into a poisoned (0xFF) allocation with guard
-// elements on both sides: download() fails the test if a guard was written.
-class Slice {
- public:
-  static constexpr size_t kGuard = 8;
-  Slice(size_t n, size_t offset) : store_(n + offset + kGuard), n_(n), offset_(offset) {}
-  float* get() const { return store_.get() + offset_; }
-  void upload(const std::vector<float>& v) {
-    ASSERT_EQ(v.size(), n_);
-    check_cuda(cudaMemcpy(get(), v.data(), n_ * sizeof(float), cudaMemcpyHostToDevice), "upload");
-  }
-  std::vector<float> download() const {
-    const std::vector<float> all = store_.download();
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (i >= offset_ && i < offset_ + n_) continue;
-      uint32_t bits;
-      std::memcpy(&bits, &all[i], sizeof bits);
-      EXPECT_EQ(bits, 0xFFFFFFFFu) << "guard element " << i << " outside the output was written";
-    }
-    return std::vector<float>(all.begin() + long(offset_), all.begin() + long(offset_ + n_));
-  }
-
- private:
-  DeviceArray<float> store_;
-  size_t n_, offset_;
-};
+using Slice = GuardedSlice<float>;
 
 std::string sci(double v) {
   char buf[32];
