@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
       "Outputs in the run folder: train_config.json, metrics.jsonl (a JSON line per step),\n"
       "samples/step_NNNNNNN.png, checkpoint/ (a diffusers DDPMPipeline with the EMA weights,\n"
       "plus training_state.safetensors for --resume). Ctrl-C saves a checkpoint and exits.\n"
-      "There is no CUDA backend yet: training runs on the CPU.");
+      "--device auto or cuda trains on the GPU when this build has CUDA and one is present;\n"
+      "otherwise on the CPU.");
   CLI11_PARSE(app, argc, argv);
   try {
     if (smoke) {

@@ -13,10 +13,26 @@
 #include "engine/model_io.h"
 #include "engine/model_summary.h"
 #include "engine/sampler.h"
+#if DDPM_HAVE_CUDA
+#include "engine/cuda/cuda_backend.h"
+#endif
 
 namespace ddpm::app {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<Backend> make_backend(Device device) {
+#if DDPM_HAVE_CUDA
+  if (device == Device::cuda) return std::make_unique<CudaBackend>();
+#endif
+  if (device != Device::cpu)
+    throw std::logic_error(std::string("no ") + device_name(device) + " backend in this build");
+  return std::make_unique<CpuBackend>();
+}
+
+}  // namespace
 
 int run_sampling(const SampleOptions& o) {
   const ModelFolder model = find_model(o.model);
@@ -25,7 +41,7 @@ int run_sampling(const SampleOptions& o) {
     std::cout << describe_model(mc, o.batch);
     return 0;
   }
-  select_device(o.device, std::cout);
+  const Device device = select_device(o.device, std::cout);
   // The folder's scheduler, else diffusers' DDPMScheduler defaults; flags override.
   SchedulerConfig sc = model.scheduler.value_or(SchedulerConfig{});
   if (!model.scheduler)
@@ -43,8 +59,8 @@ int run_sampling(const SampleOptions& o) {
   UNetBuildOptions bo;
   bo.batch = batch;
   const UNetGraph unet = build_unet(mc, bo);
-  CpuBackend cpu;
-  Executor ex(unet.graph, cpu, ExecMode::inference);
+  const std::unique_ptr<Backend> backend = make_backend(device);
+  Executor ex(unet.graph, *backend, ExecMode::inference);
   load_unet_weights(model, ex);
 
   const int64_t per_image = mc.sample_height * mc.sample_width * mc.out_channels;

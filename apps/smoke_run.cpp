@@ -40,7 +40,8 @@ void synthetic_image(ddpm::Philox& rng, int64_t size, int64_t channels, float* o
 
 int run_smoke(const SmokeOptions& o) {
   using namespace ddpm;
-  select_device(o.device, std::cout);
+  if (select_device(o.device, std::cout) != Device::cpu)
+    std::cout << "smoke: its loop runs AdamW on host memory, so it runs on the CPU\n";
   TinyDenoiserConfig cfg;
   cfg.batch = o.batch;
   cfg.size = o.size;

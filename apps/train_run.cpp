@@ -16,6 +16,10 @@
 #include "engine/image/png_writer.h"
 #include "engine/model_summary.h"
 #include "engine/trainer.h"
+#if DDPM_HAVE_CUDA
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/cuda_parameter_updater.h"
+#endif
 
 namespace ddpm::app {
 
@@ -37,6 +41,22 @@ void write_grid(const fs::path& path, const std::vector<float>& images, const UN
   const auto columns = int64_t(std::ceil(std::sqrt(double(count))));
   write_png(path, make_grid(images.data(), count, m.sample_height, m.sample_width, m.in_channels,
                             columns));
+}
+
+// The backend for the chosen device, and the optimizer step that goes with it
+// (the trainer picks the CPU one itself when given none).
+struct TrainingDevice {
+  std::unique_ptr<Backend> backend;
+  ParameterUpdaterFactory updater;
+};
+
+TrainingDevice make_training_device(Device device) {
+#if DDPM_HAVE_CUDA
+  if (device == Device::cuda) return {std::make_unique<CudaBackend>(), make_cuda_parameter_updater};
+#endif
+  if (device != Device::cpu)
+    throw std::logic_error(std::string("no ") + device_name(device) + " backend in this build");
+  return {std::make_unique<CpuBackend>(), {}};
 }
 
 }  // namespace
@@ -64,7 +84,7 @@ int run_training(const TrainOptions& o) {
     std::cout << describe_model(config.model, config.training.batch_size);
     return 0;
   }
-  select_device(o.device, std::cout);
+  const Device device = select_device(o.device, std::cout);
   const fs::path out = !o.out.empty()        ? o.out
                        : !resume_dir.empty() ? resume_dir.parent_path()
                                              : fs::path("runs") / o.config.stem();
@@ -73,8 +93,8 @@ int run_training(const TrainOptions& o) {
   const ImageDataset data = load_dataset(config.data.kind, config.data.path);
   std::cout << "data: " << data.count << " images " << data.height << "x" << data.width << "x"
             << data.channels << " from " << data.source << std::endl;
-  CpuBackend cpu;
-  Trainer trainer(config, data, cpu);
+  const TrainingDevice dev = make_training_device(device);
+  Trainer trainer(config, data, *dev.backend, dev.updater);
   // The run folder is made only once the data and the model are known to fit.
   fs::create_directories(out / "samples");
   write_file_atomically(out / "train_config.json", train_config_to_json(config));

@@ -2,7 +2,6 @@
 
 #include <stdexcept>
 
-
 namespace ddpm {
 
 Device select_device(const std::string& requested, std::ostream& log) {
@@ -12,12 +11,16 @@ Device select_device(const std::string& requested, std::ostream& log) {
     log << "device: cpu (requested)\n";
     return Device::cpu;
   }
-  const char* why = !built_with_cuda()         ? "this build has no CUDA"
-                    : cuda_device_count() == 0 ? "no CUDA device found"
-                                               : "the CUDA backend is not implemented yet";
-  log << "device: cpu (" << (requested == "cuda" ? "cuda requested, but " : "") << why
-      << (cuda_device_count() > 0 ? "; GPU present: " + cuda_device_name() : std::string())
-      << ")\n";
+  // auto and cuda both take a GPU when this build can drive one; without one
+  // they run on the CPU, saying why (a CUDA request is not an error, so the
+  // same command line works on a laptop and on the GPU machine).
+  if (built_with_cuda() && cuda_device_count() > 0) {
+    log << "device: cuda (" << (requested == "cuda" ? "requested" : "auto") << "; "
+        << cuda_device_name() << ")\n";
+    return Device::cuda;
+  }
+  const char* why = !built_with_cuda() ? "this build has no CUDA" : "no CUDA device found";
+  log << "device: cpu (" << (requested == "cuda" ? "cuda requested, but " : "") << why << ")\n";
   return Device::cpu;
 }
 

@@ -1,5 +1,7 @@
-// Choosing where to run: apps name a device ("auto", "cpu", "cuda"), and fall
-// back to the CPU, saying so, where no GPU (or no CUDA build) is present.
+// Choosing where to run: apps name a device ("auto", "cpu", "cuda"); "auto"
+// and "cuda" pick the CUDA backend when this build has CUDA and a device is
+// visible, and otherwise fall back to the CPU, saying so. The caller then
+// builds the backend (apps link ddpm_cuda_backend in CUDA builds).
 #pragma once
 
 #include <ostream>
@@ -19,7 +21,8 @@ std::string cuda_device_name();
 bool built_with_cuda();
 
 // Throws std::invalid_argument for an unknown name. `log` receives one line
-// saying what was chosen and why.
+// saying what was chosen and why. Returns Device::cuda only where
+// built_with_cuda() and cuda_device_count() > 0.
 Device select_device(const std::string& requested, std::ostream& log);
 
 }  // namespace ddpm

@@ -6,14 +6,12 @@ namespace ddpm {
 
 void sample_batch(Executor& ex, const UNetGraph& unet, const Scheduler& scheduler,
                   const SamplerOptions& o, std::vector<float>& out) {
-  if (ex.backend().device() != Device::cpu)
-    throw std::logic_error("sampler: only the CPU backend exists so far");
   const Shape shape = ex.graph().values[size_t(unet.sample)].shape;
   const int64_t batch = shape[0], per_image = shape.numel() / batch;
   const std::vector<StepCoefficients> plan = scheduler.plan(o.steps);
 
   std::vector<float> x(static_cast<size_t>(shape.numel())), z(x.size()),
-      t(static_cast<size_t>(batch));
+      t(static_cast<size_t>(batch)), eps_host;
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t e = 0; e < per_image; ++e)
       x[size_t(b * per_image + e)] = float(noise_normal(o.seed, NoisePurpose::initial_sample, 0,
@@ -24,7 +22,14 @@ void sample_batch(Executor& ex, const UNetGraph& unet, const Scheduler& schedule
     ex.write(unet.sample, x);
     ex.write(unet.timesteps, t);
     ex.forward(RunContext{o.seed, i, false});
-    const float* eps = ex.value(unet.prediction).ptr<float>();
+    // The model runs on the executor's backend; the scheduler's update runs
+    // here on the host (an f32 prediction in CPU memory is read in place;
+    // otherwise copied back and converted: batch * per_image floats a step,
+    // small next to the UNet's work).
+    const Tensor prediction = ex.value(unet.prediction);
+    const bool in_place = prediction.device == Device::cpu && prediction.dtype == DType::f32;
+    if (!in_place) eps_host = ex.read<float>(prediction);
+    const float* eps = in_place ? prediction.ptr<float>() : eps_host.data();
     if (k.sigma != 0)
       for (int64_t b = 0; b < batch; ++b)
         for (int64_t e = 0; e < per_image; ++e)

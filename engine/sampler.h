@@ -21,7 +21,10 @@ struct SamplerOptions {
 };
 
 // Runs one batch on an inference executor of `unet` (parameters loaded) and
-// writes x_0 as the scheduler leaves it ([batch, H, W, C], not clamped).
+// writes x_0 as the scheduler leaves it ([batch, H, W, C], not clamped). The
+// model runs on the executor's backend (CPU or CUDA); the noise update of
+// each step on the host, in the same code for every backend, so a backend's
+// images differ from the CPU's only by the model's rounding.
 void sample_batch(Executor& ex, const UNetGraph& unet, const Scheduler& scheduler,
                   const SamplerOptions& options, std::vector<float>& out);
 

@@ -6,7 +6,6 @@
 #include "engine/checkpoint/errors.h"
 #include "engine/checkpoint/safetensors.h"
 #include "engine/cpu/diffusion.h"
-#include "engine/cpu/optimizer.h"
 #include "engine/model_io.h"
 #include "engine/noise.h"
 #include "engine/sampler.h"
@@ -34,6 +33,15 @@ void check_dataset(const TrainConfig& c, const ImageDataset& d) {
   if (d.count < 1) throw ConfigError("dataset " + d.source + " is empty");
 }
 
+OptimizerSettings optimizer_settings(const TrainConfig::Training& t) {
+  OptimizerSettings s;
+  s.adam = AdamWConfig{t.learning_rate, t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay};
+  s.warmup_steps = t.warmup_steps;
+  s.grad_clip_norm = t.grad_clip_norm;
+  s.ema_decay = t.ema_decay;
+  return s;
+}
+
 UNetGraph build_train_graph(const TrainConfig& c) {
   UNetBuildOptions o;
   o.batch = c.training.batch_size;
@@ -43,21 +51,23 @@ UNetGraph build_train_graph(const TrainConfig& c) {
 
 }  // namespace
 
-Trainer::Trainer(const TrainConfig& config, const ImageDataset& data, Backend& backend)
+Trainer::Trainer(const TrainConfig& config, const ImageDataset& data, Backend& backend,
+                 const ParameterUpdaterFactory& make_updater)
     : config_(config),
       data_((check_dataset(config, data), data)),
       backend_(backend),
       scheduler_(config.scheduler),
       unet_(build_train_graph(config)),
       sampler_(data.count, config.training.batch_size, config.training.seed) {
-  if (backend.device() != Device::cpu)
-    throw std::logic_error("trainer: only the CPU backend exists so far");
+  if (!make_updater && backend.device() != Device::cpu)
+    throw std::logic_error("trainer: the " + backend.name() +
+                           " backend needs a parameter updater (for CUDA: "
+                           "engine/cuda/cuda_parameter_updater.h)");
   ex_ = std::make_unique<Executor>(unet_.graph, backend_, ExecMode::training);
   ex_->init_parameters(config.training.seed);
-  const auto n = static_cast<size_t>(unet_.graph.param_buffer_elements);
-  adam_m_.assign(n, 0.0f);
-  adam_v_.assign(n, 0.0f);
-  ema_ = parameters();
+  const OptimizerSettings settings = optimizer_settings(config.training);
+  updater_ = make_updater ? make_updater(backend_, ex_->parameters(), settings)
+                          : make_cpu_parameter_updater(backend_, ex_->parameters(), settings);
   for (int64_t i = 0; i < config.scheduler.num_train_timesteps; ++i) {
     sqrt_abar_.push_back(scheduler_.sqrt_alpha_cumprod(i));
     sqrt_one_minus_abar_.push_back(scheduler_.sqrt_one_minus_alpha_cumprod(i));
@@ -66,6 +76,10 @@ Trainer::Trainer(const TrainConfig& config, const ImageDataset& data, Backend& b
 
 std::vector<float> Trainer::parameters() const {
   return ex_->read(ex_->parameters());
+}
+
+std::vector<float> Trainer::ema() const {
+  return updater_->read(ParameterUpdater::Slot::ema);
 }
 
 StepMetrics Trainer::train_step() {
@@ -108,32 +122,25 @@ StepMetrics Trainer::train_step() {
   StepMetrics m;
   m.step = step;
   m.loss = ex_->read(ex_->value(unet_.loss))[0];
-  float* params = ex_->parameters().ptr<float>();
-  const float* grads = ex_->gradients().ptr<float>();
-  const int64_t n = ex_->parameters().numel();
-  m.grad_norm = cpu::global_norm(grads, n);
-  // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
-  const double clip =
-      t.grad_clip_norm > 0 ? std::min(1.0, t.grad_clip_norm / (m.grad_norm + 1e-6)) : 1.0;
-  m.learning_rate =
-      t.learning_rate *
-      (t.warmup_steps > 0 ? std::min(1.0, double(step) / double(t.warmup_steps)) : 1.0);
-  AdamWConfig adam{m.learning_rate, t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay};
-  cpu::adamw_step(params, grads, adam_m_.data(), adam_v_.data(), n, adam, step, clip);
-  cpu::ema_update(ema_.data(), params, n, t.ema_decay);
+  // Norm, clipping, AdamW and EMA where the parameters live.
+  m.grad_norm = updater_->step(ex_->parameters(), ex_->gradients(), step);
+  m.learning_rate = warmup_learning_rate(optimizer_settings(t), step);
   return m;
 }
 
 void Trainer::save_checkpoint(const fs::path& dir) const {
   const fs::path tmp = dir.string() + ".tmp", old = dir.string() + ".old";
   fs::remove_all(tmp);
-  save_pipeline(tmp, config_.model, config_.scheduler, unet_.graph, ema_);
+  // Host copies of everything on the device.
+  using Slot = ParameterUpdater::Slot;
+  const std::vector<float> ema = updater_->read(Slot::ema);
+  save_pipeline(tmp, config_.model, config_.scheduler, unet_.graph, ema);
   StFile state;
   const std::vector<int64_t> shape{unet_.graph.param_buffer_elements};
   state.tensors["params"] = from_f32(parameters(), shape, DType::f32);
-  state.tensors["ema"] = from_f32(ema_, shape, DType::f32);
-  state.tensors["adam_m"] = from_f32(adam_m_, shape, DType::f32);
-  state.tensors["adam_v"] = from_f32(adam_v_, shape, DType::f32);
+  state.tensors["ema"] = from_f32(ema, shape, DType::f32);
+  state.tensors["adam_m"] = from_f32(updater_->read(Slot::adam_m), shape, DType::f32);
+  state.tensors["adam_v"] = from_f32(updater_->read(Slot::adam_v), shape, DType::f32);
   state.metadata = {{"format", kStateFormat},
                     {"step", std::to_string(step_)},
                     {"sampler_epoch", std::to_string(sampler_.state().epoch)},
@@ -205,9 +212,10 @@ void Trainer::resume(const fs::path& dir) {
     return v;
   };
   const std::vector<float> params = buffer("params");
-  ema_ = buffer("ema");
-  adam_m_ = buffer("adam_m");
-  adam_v_ = buffer("adam_v");
+  using Slot = ParameterUpdater::Slot;
+  updater_->write(Slot::ema, buffer("ema"));
+  updater_->write(Slot::adam_m, buffer("adam_m"));
+  updater_->write(Slot::adam_v, buffer("adam_v"));
   backend_.copy_from_host(ex_->parameters().data, params.data(), n * sizeof(float));
   step_ = number("step");
   sampler_ = BatchSampler(
@@ -221,7 +229,8 @@ std::vector<float> Trainer::sample_ema(int64_t count, int64_t steps, const std::
   o.batch = count;
   const UNetGraph g = build_unet(config_.model, o);
   Executor ex(g.graph, backend_, ExecMode::inference);
-  backend_.copy_from_host(ex.parameters().data, ema_.data(), ema_.size() * sizeof(float));
+  const std::vector<float> ema = updater_->read(ParameterUpdater::Slot::ema);
+  backend_.copy_from_host(ex.parameters().data, ema.data(), ema.size() * sizeof(float));
   SchedulerConfig sc = config_.scheduler;
   sc.kind = kind;
   SamplerOptions so;

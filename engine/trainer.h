@@ -4,6 +4,13 @@
 // clipping, AdamW with linear warmup, and an EMA of the weights. Every random
 // draw is keyed on (seed, step, image), so a run resumed from a checkpoint
 // continues bitwise as if never interrupted.
+//
+// Devices: the batch (images, flips, timesteps, the forward process in
+// double) is prepared on the host and copied in each step; the UNet's forward
+// and backward run on the backend, and the optimizer step on a
+// ParameterUpdater next to the parameters (engine/parameter_updater.h), so on
+// the CUDA backend parameters, gradients and optimizer state never leave the
+// GPU except for checkpoints and sampling with the EMA weights.
 #pragma once
 
 #include <atomic>
@@ -14,6 +21,7 @@
 #include "engine/data/batch_sampler.h"
 #include "engine/data/image_dataset.h"
 #include "engine/executor.h"
+#include "engine/parameter_updater.h"
 #include "engine/train_config.h"
 #include "engine/unet.h"
 
@@ -28,7 +36,12 @@ class Trainer {
  public:
   // Checks the dataset against the model config; initialises parameters from
   // the seed (PyTorch's default initialisation ranges), EMA = parameters.
-  Trainer(const TrainConfig& config, const ImageDataset& data, Backend& backend);
+  // The model runs on `backend`; the optimizer step on the updater that
+  // `make_updater` creates for it. Without one, the CPU backend gets the CPU
+  // updater, and any other backend is an error (the CUDA one comes from
+  // engine/cuda/cuda_parameter_updater.h, which ddpm_engine does not link).
+  Trainer(const TrainConfig& config, const ImageDataset& data, Backend& backend,
+          const ParameterUpdaterFactory& make_updater = {});
 
   const TrainConfig& config() const { return config_; }
   const UNetGraph& unet() const { return unet_; }
@@ -37,8 +50,9 @@ class Trainer {
   // One optimisation step (step() + 1).
   StepMetrics train_step();
 
+  // Host copies of the parameters and of their EMA.
   std::vector<float> parameters() const;
-  const std::vector<float>& ema() const { return ema_; }
+  std::vector<float> ema() const;
 
   // A checkpoint folder: a DDPMPipeline with the EMA weights (what
   // ddpm_cuda_sample and diffusers load) plus training_state.safetensors
@@ -62,7 +76,7 @@ class Trainer {
   UNetGraph unet_;
   std::unique_ptr<Executor> ex_;
   BatchSampler sampler_;
-  std::vector<float> adam_m_, adam_v_, ema_;
+  std::unique_ptr<ParameterUpdater> updater_;  // Adam moments and EMA, beside the parameters
   std::vector<double> sqrt_abar_, sqrt_one_minus_abar_;  // the forward process's tables
   int64_t step_ = 0;
 };

@@ -5,7 +5,9 @@
 
 namespace ddpm {
 
-bool built_with_cuda() { return true; }
+bool built_with_cuda() {
+  return true;
+}
 
 int cuda_device_count() {
   int n = 0;

@@ -3,8 +3,14 @@
 
 namespace ddpm {
 
-bool built_with_cuda() { return false; }
-int cuda_device_count() { return 0; }
-std::string cuda_device_name() { return ""; }
+bool built_with_cuda() {
+  return false;
+}
+int cuda_device_count() {
+  return 0;
+}
+std::string cuda_device_name() {
+  return "";
+}
 
 }  // namespace ddpm
