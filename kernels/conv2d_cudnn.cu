@@ -485,16 +485,7 @@ constexpr float kOne = 1.0f, kZero = 0.0f;
 }  // namespace
 
 bool conv2d_cudnn_available(std::string* reason) {
-  if (!cudnn().error.empty()) {
-    if (reason) *reason = cudnn().error;
-    return false;
-  }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    cudaGetLastError();  // the query's error is not the caller's
-    if (reason) *reason = "no CUDA device";
-    return false;
-  }
+  if (!vendor_library_usable(cudnn().error, reason)) return false;
   try {
     thread_handle();
   } catch (const std::exception& e) {

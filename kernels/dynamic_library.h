@@ -4,6 +4,7 @@
 // its implementation is asked for. Host code only.
 #pragma once
 
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 
 #include <initializer_list>
@@ -49,5 +50,22 @@ class DynamicLibrary {
   void* handle_ = nullptr;
   std::string name_, error_;
 };
+
+// Whether an optional library can serve calls: it loaded (`load_error`, what
+// loading it reported, is empty) and a CUDA device is visible. `reason`, when
+// given, says why not.
+inline bool vendor_library_usable(const std::string& load_error, std::string* reason) {
+  if (!load_error.empty()) {
+    if (reason) *reason = load_error;
+    return false;
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    cudaGetLastError();  // the query's error is not the caller's
+    if (reason) *reason = "no CUDA device";
+    return false;
+  }
+  return true;
+}
 
 }  // namespace ddpm::kernels

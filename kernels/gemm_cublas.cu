@@ -101,17 +101,7 @@ __global__ void broadcast_bias_kernel(const float* __restrict__ bias, float* __r
 }  // namespace
 
 bool gemm_cublas_available(std::string* reason) {
-  if (!cublas().error.empty()) {
-    if (reason) *reason = cublas().error;
-    return false;
-  }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    cudaGetLastError();  // the query's error is not the caller's
-    if (reason) *reason = "no CUDA device";
-    return false;
-  }
-  return true;
+  return vendor_library_usable(cublas().error, reason);
 }
 
 void gemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
