@@ -11,6 +11,7 @@
 #include "engine/model_io.h"
 #include "engine/sampler.h"
 #include "engine/trainer.h"
+#include "tests/synthetic_images.h"
 
 namespace ddpm {
 namespace {
@@ -25,22 +26,7 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-// 8x8 grey images: a bright square at a random place.
-ImageDataset squares(int64_t count) {
-  ImageDataset d;
-  d.count = count;
-  d.height = d.width = 8;
-  d.channels = 1;
-  d.source = "synthetic squares";
-  d.pixels.assign(size_t(count * 64), 0);
-  Philox rng(5);
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t y0 = int64_t(rng.below(5)), x0 = int64_t(rng.below(5));
-    for (int64_t y = y0; y < y0 + 3; ++y)
-      for (int64_t x = x0; x < x0 + 3; ++x) d.pixels[size_t(i * 64 + y * 8 + x)] = 255;
-  }
-  return d;
-}
+using testing::squares;
 
 TrainConfig tiny_config() {
   TrainConfig c;
