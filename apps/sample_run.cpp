@@ -5,34 +5,17 @@
 #include <iostream>
 
 #include "apps/progress.h"
-#include "engine/cpu/cpu_backend.h"
-#include "engine/device_select.h"
+#include "engine/device_runtime.h"
 #include "engine/image/grid.h"
 #include "engine/image/npy_writer.h"
 #include "engine/image/png_writer.h"
 #include "engine/model_io.h"
 #include "engine/model_summary.h"
 #include "engine/sampler.h"
-#if DDPM_HAVE_CUDA
-#include "engine/cuda/cuda_backend.h"
-#endif
 
 namespace ddpm::app {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-std::unique_ptr<Backend> make_backend(Device device) {
-#if DDPM_HAVE_CUDA
-  if (device == Device::cuda) return std::make_unique<CudaBackend>();
-#endif
-  if (device != Device::cpu)
-    throw std::logic_error(std::string("no ") + device_name(device) + " backend in this build");
-  return std::make_unique<CpuBackend>();
-}
-
-}  // namespace
 
 int run_sampling(const SampleOptions& o) {
   const ModelFolder model = find_model(o.model);
@@ -41,7 +24,7 @@ int run_sampling(const SampleOptions& o) {
     std::cout << describe_model(mc, o.batch);
     return 0;
   }
-  const Device device = select_device(o.device, std::cout);
+  const DeviceRuntime dev = make_device_runtime(o.device, std::cout);
   // The folder's scheduler, else diffusers' DDPMScheduler defaults; flags override.
   SchedulerConfig sc = model.scheduler.value_or(SchedulerConfig{});
   if (!model.scheduler)
@@ -59,8 +42,7 @@ int run_sampling(const SampleOptions& o) {
   UNetBuildOptions bo;
   bo.batch = batch;
   const UNetGraph unet = build_unet(mc, bo);
-  const std::unique_ptr<Backend> backend = make_backend(device);
-  Executor ex(unet.graph, *backend, ExecMode::inference);
+  Executor ex(unet.graph, *dev.backend, ExecMode::inference);
   load_unet_weights(model, ex);
 
   const int64_t per_image = mc.sample_height * mc.sample_width * mc.out_channels;

@@ -10,16 +10,11 @@
 
 #include "apps/progress.h"
 #include "engine/checkpoint/atomic_file.h"
-#include "engine/cpu/cpu_backend.h"
-#include "engine/device_select.h"
+#include "engine/device_runtime.h"
 #include "engine/image/grid.h"
 #include "engine/image/png_writer.h"
 #include "engine/model_summary.h"
 #include "engine/trainer.h"
-#if DDPM_HAVE_CUDA
-#include "engine/cuda/cuda_backend.h"
-#include "engine/cuda/cuda_parameter_updater.h"
-#endif
 
 namespace ddpm::app {
 
@@ -41,22 +36,6 @@ void write_grid(const fs::path& path, const std::vector<float>& images, const UN
   const auto columns = int64_t(std::ceil(std::sqrt(double(count))));
   write_png(path, make_grid(images.data(), count, m.sample_height, m.sample_width, m.in_channels,
                             columns));
-}
-
-// The backend for the chosen device, and the optimizer step that goes with it
-// (the trainer picks the CPU one itself when given none).
-struct TrainingDevice {
-  std::unique_ptr<Backend> backend;
-  ParameterUpdaterFactory updater;
-};
-
-TrainingDevice make_training_device(Device device) {
-#if DDPM_HAVE_CUDA
-  if (device == Device::cuda) return {std::make_unique<CudaBackend>(), make_cuda_parameter_updater};
-#endif
-  if (device != Device::cpu)
-    throw std::logic_error(std::string("no ") + device_name(device) + " backend in this build");
-  return {std::make_unique<CpuBackend>(), {}};
 }
 
 }  // namespace
@@ -84,7 +63,7 @@ int run_training(const TrainOptions& o) {
     std::cout << describe_model(config.model, config.training.batch_size);
     return 0;
   }
-  const Device device = select_device(o.device, std::cout);
+  const DeviceRuntime dev = make_device_runtime(o.device, std::cout);
   const fs::path out = !o.out.empty()        ? o.out
                        : !resume_dir.empty() ? resume_dir.parent_path()
                                              : fs::path("runs") / o.config.stem();
@@ -93,8 +72,7 @@ int run_training(const TrainOptions& o) {
   const ImageDataset data = load_dataset(config.data.kind, config.data.path);
   std::cout << "data: " << data.count << " images " << data.height << "x" << data.width << "x"
             << data.channels << " from " << data.source << std::endl;
-  const TrainingDevice dev = make_training_device(device);
-  Trainer trainer(config, data, *dev.backend, dev.updater);
+  Trainer trainer(config, data, *dev.backend, dev.make_updater);
   // The run folder is made only once the data and the model are known to fit.
   fs::create_directories(out / "samples");
   write_file_atomically(out / "train_config.json", train_config_to_json(config));
@@ -148,9 +126,13 @@ int run_training(const TrainOptions& o) {
     loss_sum += m.loss;
     ++loss_count;
     const double img_s = progress.rate(m.step) * double(config.training.batch_size);
-    metrics << nlohmann::json{{"step", m.step},           {"loss", m.loss},
-                              {"grad_norm", m.grad_norm}, {"lr", m.learning_rate},
-                              {"img_per_s", img_s},       {"time_s", progress.elapsed()}}
+    metrics << nlohmann::json{{"step", m.step},
+                              {"loss", m.loss},
+                              {"grad_norm", m.grad_norm},
+                              {"lr", m.learning_rate},
+                              {"ema_decay", m.ema_decay},
+                              {"img_per_s", img_s},
+                              {"time_s", progress.elapsed()}}
                    .dump()
             << "\n";
     if (m.step % log.log_every == 0 || m.step == config.training.steps) {

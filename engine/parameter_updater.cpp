@@ -39,7 +39,7 @@ class CpuParameterUpdater final : public ParameterUpdater {
     AdamWConfig adam = settings_.adam;
     adam.lr = warmup_learning_rate(settings_, step);
     cpu::adamw_step(p, g, m_.data(), v_.data(), n, adam, step, clip);
-    cpu::ema_update(ema_.data(), p, n, settings_.ema_decay);
+    cpu::ema_update(ema_.data(), p, n, ema_decay_at(settings_.ema, step));
     return norm;
   }
 

@@ -21,6 +21,7 @@
 
 #include "engine/backend.h"
 #include "engine/cpu/optimizer.h"
+#include "engine/ema_schedule.h"
 
 namespace ddpm {
 
@@ -28,7 +29,7 @@ struct OptimizerSettings {
   AdamWConfig adam;           // adam.lr: the peak learning rate
   int64_t warmup_steps = 0;   // lr * min(1, step / warmup_steps) when > 0
   double grad_clip_norm = 0;  // > 0: torch.nn.utils.clip_grad_norm_(max_norm)
-  double ema_decay = 0.9999;
+  EmaSchedule ema;            // the EMA's decay at each step (engine/ema_schedule.h)
 };
 
 // The learning rate of a (1-based) step under the warmup.
@@ -45,7 +46,7 @@ class ParameterUpdater {
   // One step (`step` counts from 1) on the backend's flat buffers: returns the
   // gradients' global L2 norm (before clipping), then scales the gradients by
   // min(1, clip / (norm + 1e-6)), applies AdamW to params and moves the EMA
-  // towards the new params.
+  // towards the new params with the step's decay, ema_decay_at(settings.ema, step).
   virtual double step(const Tensor& params, const Tensor& grads, int64_t step) = 0;
 
   // Copies of the state for checkpoints (host floats), and their restoration.

@@ -9,6 +9,19 @@ namespace ddpm {
 
 using nlohmann::json;
 
+EmaSchedule ema_schedule(const TrainConfig::Training& t) {
+  EmaSchedule s;
+  s.decay = t.ema_decay;
+  s.warmup = t.ema_warmup == "power"  ? EmaWarmup::power
+             : t.ema_warmup == "none" ? EmaWarmup::none
+                                      : EmaWarmup::diffusers_default;
+  s.inv_gamma = t.ema_inv_gamma;
+  s.power = t.ema_power;
+  s.update_after_step = t.ema_update_after_step;
+  s.min_decay = t.ema_min_decay;
+  return s;
+}
+
 TrainConfig parse_train_config(const std::string& text, const std::string& source) {
   const json j = parse_json_object(text, source);
   TrainConfig c;
@@ -46,6 +59,11 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     s.read("warmup_steps", r.warmup_steps);
     s.read("grad_clip_norm", r.grad_clip_norm);
     s.read("ema_decay", r.ema_decay);
+    s.read("ema_warmup", r.ema_warmup);
+    s.read("ema_inv_gamma", r.ema_inv_gamma);
+    s.read("ema_power", r.ema_power);
+    s.read("ema_update_after_step", r.ema_update_after_step);
+    s.read("ema_min_decay", r.ema_min_decay);
     s.read("random_flip", r.random_flip);
     s.read("seed", r.seed);
     s.reject_unknown("keys");
@@ -58,6 +76,13 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     if (r.warmup_steps < 0) s.fail("warmup_steps", "must be non-negative");
     if (!(r.grad_clip_norm >= 0)) s.fail("grad_clip_norm", "must be non-negative (0 disables)");
     if (!(r.ema_decay >= 0 && r.ema_decay < 1)) s.fail("ema_decay", "must be in [0, 1)");
+    if (r.ema_warmup != "default" && r.ema_warmup != "power" && r.ema_warmup != "none")
+      s.fail("ema_warmup", "\"" + r.ema_warmup + "\" is not supported (default, power, none)");
+    if (!(r.ema_inv_gamma > 0)) s.fail("ema_inv_gamma", "must be positive");
+    if (!(r.ema_power > 0)) s.fail("ema_power", "must be positive");
+    if (r.ema_update_after_step < 0) s.fail("ema_update_after_step", "must be non-negative");
+    if (!(r.ema_min_decay >= 0 && r.ema_min_decay < 1))
+      s.fail("ema_min_decay", "must be in [0, 1)");
   }
   if (const json* l = top.get("logging")) {
     JsonSection s(*l, "logging", source);
@@ -95,12 +120,23 @@ std::string train_config_to_json(const TrainConfig& c) {
   j["scheduler"] = json::parse(scheduler_config_to_json(c.scheduler));
   j["data"] = {{"kind", c.data.kind}, {"path", c.data.path}};
   const auto& t = c.training;
-  j["training"] = {{"batch_size", t.batch_size},         {"steps", t.steps},
-                   {"learning_rate", t.learning_rate},   {"adam_beta1", t.adam_beta1},
-                   {"adam_beta2", t.adam_beta2},         {"adam_epsilon", t.adam_epsilon},
-                   {"weight_decay", t.weight_decay},     {"warmup_steps", t.warmup_steps},
-                   {"grad_clip_norm", t.grad_clip_norm}, {"ema_decay", t.ema_decay},
-                   {"random_flip", t.random_flip},       {"seed", t.seed}};
+  j["training"] = {{"batch_size", t.batch_size},
+                   {"steps", t.steps},
+                   {"learning_rate", t.learning_rate},
+                   {"adam_beta1", t.adam_beta1},
+                   {"adam_beta2", t.adam_beta2},
+                   {"adam_epsilon", t.adam_epsilon},
+                   {"weight_decay", t.weight_decay},
+                   {"warmup_steps", t.warmup_steps},
+                   {"grad_clip_norm", t.grad_clip_norm},
+                   {"ema_decay", t.ema_decay},
+                   {"ema_warmup", t.ema_warmup},
+                   {"ema_inv_gamma", t.ema_inv_gamma},
+                   {"ema_power", t.ema_power},
+                   {"ema_update_after_step", t.ema_update_after_step},
+                   {"ema_min_decay", t.ema_min_decay},
+                   {"random_flip", t.random_flip},
+                   {"seed", t.seed}};
   const auto& l = c.logging;
   j["logging"] = {{"log_every", l.log_every},
                   {"sample_every", l.sample_every},

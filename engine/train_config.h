@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <string>
 
+#include "engine/ema_schedule.h"
 #include "engine/scheduler.h"
 #include "engine/unet_config.h"
 
@@ -26,7 +27,15 @@ struct TrainConfig {
     double weight_decay = 0.0;
     int64_t warmup_steps = 5000;  // linear warmup of the learning rate
     double grad_clip_norm = 1.0;  // global-norm clipping; 0 disables
+    // The EMA of the weights (engine/ema_schedule.h): the decay ceiling and
+    // diffusers EMAModel's warmup. ema_warmup: "default" (diffusers' default,
+    // min(decay, (1 + s) / (10 + s))), "power" (use_ema_warmup: 1 - (1 +
+    // s / ema_inv_gamma)^-ema_power) or "none" (constant decay, the paper's).
     double ema_decay = 0.9999;
+    std::string ema_warmup = "default";
+    double ema_inv_gamma = 1.0, ema_power = 2.0 / 3.0;
+    int64_t ema_update_after_step = 0;
+    double ema_min_decay = 0.0;
     bool random_flip = true;
     uint64_t seed = 0;
   } training;
@@ -39,6 +48,9 @@ struct TrainConfig {
     int64_t checkpoint_every = 0;           // 0: only at the end (and on Ctrl-C)
   } logging;
 };
+
+// The EMA schedule the training section describes (its warmup name parsed).
+EmaSchedule ema_schedule(const TrainConfig::Training& t);
 
 TrainConfig parse_train_config(const std::string& json_text, const std::string& source);
 TrainConfig load_train_config(const std::filesystem::path& path);

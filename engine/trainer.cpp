@@ -38,7 +38,7 @@ OptimizerSettings optimizer_settings(const TrainConfig::Training& t) {
   s.adam = AdamWConfig{t.learning_rate, t.adam_beta1, t.adam_beta2, t.adam_epsilon, t.weight_decay};
   s.warmup_steps = t.warmup_steps;
   s.grad_clip_norm = t.grad_clip_norm;
-  s.ema_decay = t.ema_decay;
+  s.ema = ema_schedule(t);
   return s;
 }
 
@@ -125,6 +125,7 @@ StepMetrics Trainer::train_step() {
   // Norm, clipping, AdamW and EMA where the parameters live.
   m.grad_norm = updater_->step(ex_->parameters(), ex_->gradients(), step);
   m.learning_rate = warmup_learning_rate(optimizer_settings(t), step);
+  m.ema_decay = ema_decay_at(ema_schedule(t), step);
   return m;
 }
 

@@ -29,7 +29,7 @@ namespace ddpm {
 
 struct StepMetrics {
   int64_t step = 0;
-  double loss = 0, grad_norm = 0, learning_rate = 0;
+  double loss = 0, grad_norm = 0, learning_rate = 0, ema_decay = 0;
 };
 
 class Trainer {

@@ -10,7 +10,8 @@
 // atomics: bitwise reproducible. Reads 4 B per element.
 //
 // adamw_ema_step: one grid-stride pass. Thread 0 of each block derives the
-// step's scalars (warmup lr, bias corrections, clip factor, decays) in double
+// step's scalars (warmup lr, bias corrections, clip factor, the EMA decay of
+// engine/ema_schedule.h) in double
 // from *step and *norm, exactly as the CPU reference does from its doubles,
 // and shares them through shared memory; every element then runs the CPU's
 // float formula.
@@ -87,7 +88,7 @@ __global__ void __launch_bounds__(kThreads)
 // the trainer derive them in double, rounded to float.
 struct AdamWScalars {
   float grad_scale, decay, step_size, beta1, one_minus_beta1, beta2, one_minus_beta2, sqrt_bc2, eps,
-      ema_decay, ema_one_minus;
+      ema_one_minus;
 };
 
 __device__ inline AdamWScalars adamw_scalars(const AdamWEmaConfig& c, uint32_t step,
@@ -102,14 +103,13 @@ __device__ inline AdamWScalars adamw_scalars(const AdamWEmaConfig& c, uint32_t s
   k.grad_scale = float(clip);
   k.decay = float(1 - lr * double(c.weight_decay));
   k.step_size = float(lr / bc1);
-  k.beta1 = c.beta1;
-  k.one_minus_beta1 = 1.0f - c.beta1;
-  k.beta2 = c.beta2;
-  k.one_minus_beta2 = 1.0f - c.beta2;
+  k.beta1 = float(c.beta1);
+  k.one_minus_beta1 = float(1 - c.beta1);
+  k.beta2 = float(c.beta2);
+  k.one_minus_beta2 = float(1 - c.beta2);
   k.sqrt_bc2 = float(sqrt(bc2));
-  k.eps = c.eps;
-  k.ema_decay = c.ema_decay;
-  k.ema_one_minus = float(1 - double(c.ema_decay));
+  k.eps = float(c.eps);
+  k.ema_one_minus = float(1 - ema_decay_at(c.ema, int64_t(step)));
   return k;
 }
 
@@ -125,7 +125,8 @@ __device__ inline AdamWElement adamw_element(const AdamWScalars& k, float param,
   m = k.beta1 * m + k.one_minus_beta1 * g;
   v = k.beta2 * v + k.one_minus_beta2 * g * g;
   param -= k.step_size * m / (sqrtf(v) / k.sqrt_bc2 + k.eps);
-  ema = k.ema_decay * ema + k.ema_one_minus * param;
+  // diffusers' order, not contracted into an FMA: bitwise the CPU's update.
+  ema = __fsub_rn(ema, __fmul_rn(k.ema_one_minus, __fsub_rn(ema, param)));
   return AdamWElement{param, m, v, ema};
 }
 

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "engine/ema_schedule.h"
+
 namespace ddpm::kernels {
 
 size_t grad_norm_workspace_bytes(int64_t n);
@@ -18,19 +20,22 @@ size_t grad_norm_workspace_bytes(int64_t n);
 void grad_norm(const float* grad, int64_t n, float* norm, void* workspace, cudaStream_t stream);
 
 struct AdamWEmaConfig {
-  float lr = 2e-4f;  // peak learning rate
-  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weight_decay = 0.0f;
+  // Doubles, as the CPU reference (engine/cpu/optimizer.h) holds them, so both
+  // derive the step's scalars from the same values.
+  double lr = 2e-4;  // peak learning rate
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
   int32_t warmup_steps = 0;  // lr * min(1, step / warmup_steps)
-  float clip_norm = 0.0f;    // > 0: gradients scaled by min(1, clip_norm / (norm + 1e-6))
-  float ema_decay = 0.9999f;
+  double clip_norm = 0.0;    // > 0: gradients scaled by min(1, clip_norm / (norm + 1e-6))
+  EmaSchedule ema;  // the step's EMA decay: ema_decay_at(ema, step) (engine/ema_schedule.h)
 };
 
 // With step = *step (1-based, device memory) and norm = *norm (from grad_norm):
-// torch.optim.AdamW on param with moments m, v, then ema = d ema + (1 - d) param.
+// torch.optim.AdamW on param with moments m, v, then diffusers' EMA update
+// ema -= (1 - d) (ema - param) with d = ema_decay_at(c.ema, step).
 // ema may be null (no EMA); norm may be null when clip_norm <= 0; *step must be
 // >= 1. Matches engine/cpu/optimizer.h's adamw_step and ema_update with
 // grad_scale = the clip factor and the trainer's warmup: the step's scalars are
-// derived in double from the float config as the CPU derives them, and each
+// derived in double from the config as the CPU derives them, and each
 // element runs the CPU's float formula (up to the GPU's FMA contraction).
 void adamw_ema_step(float* param, const float* grad, float* m, float* v, float* ema, int64_t n,
                     const uint32_t* step, const float* norm, const AdamWEmaConfig& c,

@@ -13,13 +13,17 @@ void adamw_step(T* param, const T* grad, T* m, T* v, int64_t n, const AdamWConfi
   const double bc2 = 1 - std::pow(c.beta2, double(step));
   const T decay = T(1 - c.lr * c.weight_decay), step_size = T(c.lr / bc1);
   const T b1 = T(c.beta1), b2 = T(c.beta2), sqrt_bc2 = T(std::sqrt(bc2)), eps = T(c.eps);
+  // 1 - beta in double, then rounded, as torch passes it (value=1 - beta2): in
+  // float, 1 - float(0.999) is 1.3e-5 relative below 0.001, which would bias v
+  // against the bias correction computed from the double beta.
+  const T one_minus_b1 = T(1 - c.beta1), one_minus_b2 = T(1 - c.beta2);
   const T gs = T(grad_scale);
 #pragma omp parallel for
   for (int64_t i = 0; i < n; ++i) {
     const T g = grad[i] * gs;
     param[i] *= decay;
-    m[i] = b1 * m[i] + (T(1) - b1) * g;
-    v[i] = b2 * v[i] + (T(1) - b2) * g * g;
+    m[i] = b1 * m[i] + one_minus_b1 * g;
+    v[i] = b2 * v[i] + one_minus_b2 * g * g;
     param[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps);
   }
 }
@@ -34,9 +38,12 @@ double global_norm(const T* grad, int64_t n) {
 
 template <typename T>
 void ema_update(T* ema, const T* param, int64_t n, double decay) {
-  const T d = T(decay), one_minus = T(1 - decay);
+  const T one_minus = T(1 - decay);
 #pragma omp parallel for
-  for (int64_t i = 0; i < n; ++i) ema[i] = d * ema[i] + one_minus * param[i];
+  for (int64_t i = 0; i < n; ++i) {
+    const T step = one_minus * (ema[i] - param[i]);
+    ema[i] -= step;
+  }
 }
 
 template void ema_update<float>(float*, const float*, int64_t, double);

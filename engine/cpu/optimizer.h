@@ -32,7 +32,9 @@ double global_norm(const T* grad, int64_t n);
 
 namespace ddpm::cpu {
 
-// ema = decay * ema + (1 - decay) * param.
+// ema -= (1 - decay) * (ema - param), in diffusers' EMAModel's order of
+// operations (1 - decay rounded to T first), so that decay 0 gives ema = param
+// up to one rounding and float results match diffusers' float32 EMA.
 template <typename T>
 void ema_update(T* ema, const T* param, int64_t n, double decay);
 

@@ -16,14 +16,14 @@ kernels::AdamWEmaConfig kernel_config(const OptimizerSettings& s) {
     throw std::invalid_argument("cuda parameter updater: warmup_steps " +
                                 std::to_string(s.warmup_steps) + " out of range");
   kernels::AdamWEmaConfig c;
-  c.lr = float(s.adam.lr);
-  c.beta1 = float(s.adam.beta1);
-  c.beta2 = float(s.adam.beta2);
-  c.eps = float(s.adam.eps);
-  c.weight_decay = float(s.adam.weight_decay);
+  c.lr = s.adam.lr;
+  c.beta1 = s.adam.beta1;
+  c.beta2 = s.adam.beta2;
+  c.eps = s.adam.eps;
+  c.weight_decay = s.adam.weight_decay;
   c.warmup_steps = int32_t(s.warmup_steps);
-  c.clip_norm = s.grad_clip_norm > 0 ? float(s.grad_clip_norm) : 0.0f;
-  c.ema_decay = float(s.ema_decay);
+  c.clip_norm = s.grad_clip_norm > 0 ? s.grad_clip_norm : 0.0;
+  c.ema = s.ema;
   return c;
 }
 

@@ -7,10 +7,10 @@
 // step number (4 bytes) and reads the norm back (4 bytes) for the metrics.
 //
 // Agreement with the CPU updater: the kernel runs the CPU's float formula per
-// element with the step's scalars derived in double, from a float config
-// (lr, betas, eps, decay, clip and EMA decay are rounded to float first), and
-// the clip factor from the float norm. Results match the CPU to float rounding
-// of those scalars, not bitwise.
+// element with the step's scalars derived in double from the same double
+// settings, and the clip factor from the float norm (the CPU's is a double).
+// Results match the CPU to that rounding and the GPU's FMA contraction, not
+// bitwise.
 #pragma once
 
 #include <memory>

@@ -30,6 +30,24 @@ $train --resume "$work/run" --steps 4 || fail "resume"
 [[ $(wc -l <"$work/run/metrics.jsonl") -eq 4 ]] || fail "metrics.jsonl should have 4 lines after resuming"
 grep -q '"step":4' "$work/run/metrics.jsonl" || fail "no step 4 in metrics.jsonl"
 
+echo "== the EMA follows the trained weights (diffusers' warmup), not the initialisation"
+# The reference: one step with a constant decay of 1 - 1e-6 keeps the EMA at
+# the initialisation (to 1e-6 of one step); the same seed gives the same init.
+python3 - "$src/tests/apps/tiny_train.json" "$work" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["training"].update(ema_warmup="none", ema_decay=0.999999)
+json.dump(c, open(sys.argv[2] + "/init_ema.json", "w"))
+c["training"].update(ema_warmup="default", ema_decay=0.9999, learning_rate=1e-2)
+json.dump(c, open(sys.argv[2] + "/warm_ema.json", "w"))
+PY
+$train --config "$work/init_ema.json" --steps 1 --out "$work/init_ema" >/dev/null || fail "train init_ema"
+$train --config "$work/warm_ema.json" --steps 6 --out "$work/warm_ema" >/dev/null || fail "train warm_ema"
+python3 "$src/tests/apps/ema_distance.py" "$work/warm_ema/checkpoint" "$work/init_ema/checkpoint" ||
+  fail "the EMA after 6 steps is not close to the trained weights"
+grep -q '"ema_warmup": "default"' "$work/warm_ema/checkpoint/train_config.json" ||
+  fail "the checkpoint's train_config.json does not record ema_warmup"
+
 echo "== sample from our checkpoint and from a diffusers folder"
 $sample --model "$work/run/checkpoint" --steps 5 --num 3 --batch 2 --out "$work/grid.png" || fail "sample ours"
 expect_file "$work/grid.png"
@@ -55,7 +73,11 @@ expect_error "not a training checkpoint" $train --resume "$work/grid_images"
 mkdir -p "$work/badmodel" && cp "$src/tests/golden/unet_tiny/config.json" "$work/badmodel/"
 head -c 100 "$src/tests/golden/unet_tiny/diffusion_pytorch_model.safetensors" >"$work/badmodel/diffusion_pytorch_model.safetensors"
 expect_error "runs past the end" $sample --model "$work/badmodel" --steps 2 --num 1
-expect_error "device" $train --config "$src/tests/apps/tiny_train.json" --device tpu
+expect_error "device: tpu not in" $train --config "$src/tests/apps/tiny_train.json" --device tpu
+# --device cuda runs on a GPU or stops with the runtime's reason; never on the CPU.
+out=$($sample --model "$src/tests/golden/unet_tiny" --steps 1 --num 1 --device cuda --out "$work/cuda/g.png" 2>&1); rc=$?
+if ((rc)); then grep -q "CUDA cannot start: " <<<"$out" || fail "--device cuda failed without the reason: $out"
+else grep -q "^device: cuda: " <<<"$out" || fail "--device cuda ran, but not on CUDA: $out"; fi
 expect_error "dataset" $train --config "$src/tests/apps/tiny_train.json" --data-kind cifar10 --data "$work/none" --out "$work/failed"
 [[ -e $work/failed ]] && fail "a run that failed on its data left a run folder behind"
 

@@ -47,6 +47,7 @@
 #include "engine/sampler.h"
 #include "engine/trainer.h"
 #include "tests/kernels/kernel_test_util.h"
+#include "tests/optimizer_golden.h"
 #include "tests/synthetic_images.h"
 
 namespace ddpm {
@@ -151,6 +152,14 @@ TEST(CudaTraining, StepsMatchCpuAndCheckpointsResumeBitwise) {
   EXPECT_EQ(resumed.parameters(), on_gpu.parameters());
   EXPECT_EQ(resumed.ema(), on_gpu.ema());
   fs::remove_all(dir);
+}
+
+// The device-side optimizer step (its EMA decay computed on the device from the
+// step counter) against PyTorch's AdamW and diffusers' EMAModel.
+TEST(CudaTraining, UpdaterMatchesTorchAdamWAndDiffusersEma) {
+  DDPM_REQUIRE_DEVICE();
+  CudaBackend gpu;
+  testing::expect_updater_matches_golden(gpu, make_cuda_parameter_updater);
 }
 
 TEST(CudaTraining, TrainerWithoutUpdaterRejectsTheCudaBackend) {

@@ -112,16 +112,26 @@ struct AdamCase {
 // (scale 1: clipped) and the even steps' (scale 0.1: not clipped).
 std::vector<AdamCase> adam_cases() {
   k::AdamWEmaConfig base;
-  base.lr = 1e-3f;
-  base.weight_decay = 0.01f;
+  base.lr = 1e-3;
+  base.weight_decay = 0.01;
   base.warmup_steps = 4;
-  base.ema_decay = 0.99f;
+  base.ema.decay = 0.99;  // diffusers' default warmup: decays 0, 2/11, 3/12, ...
   base.clip_norm = float(0.5 * std::sqrt(double(kAdamN)));
+  k::AdamWEmaConfig power = base;  // copies for 2 steps, then the floor, then the power curve
+  power.ema.warmup = EmaWarmup::power;
+  power.ema.inv_gamma = 0.5;
+  power.ema.power = 0.75;
+  power.ema.update_after_step = 2;
+  power.ema.min_decay = 0.6;
+  k::AdamWEmaConfig constant = base;  // the paper's constant decay from the first step
+  constant.ema.warmup = EmaWarmup::none;
   k::AdamWEmaConfig no_clip = base;
   no_clip.clip_norm = 0;
   no_clip.warmup_steps = 0;
   return {{"clip+ema", base, true, 0},
           {"clip+ema misaligned", base, true, 1},
+          {"clip+ema power warmup", power, true, 0},
+          {"clip+ema constant decay", constant, true, 0},
           {"no clip, no ema", no_clip, false, 0},
           {"no clip, no ema, misaligned", no_clip, false, 1}};
 }
@@ -185,7 +195,7 @@ TEST(AdamWEma, MatchesTheCpuAdamWAndEmaOverSeveralSteps) {
       const AdamWConfig cpu_config{double(c.lr) * warm, double(c.beta1), double(c.beta2),
                                    double(c.eps), double(c.weight_decay)};
       cpu::adamw_step(p.data(), g.data(), m.data(), v.data(), n, cpu_config, s, clip);
-      if (ac.ema) cpu::ema_update(ema.data(), p.data(), n, double(c.ema_decay));
+      if (ac.ema) cpu::ema_update(ema.data(), p.data(), n, ema_decay_at(c.ema, s));
       for (size_t i = 0; i < g.size(); ++i) gmax[i] = std::max(gmax[i], std::abs(double(g[i])));
 
       const std::vector<float> gp = p_dev.download(), gm = m_dev.download(), gv = v_dev.download(),

@@ -1,0 +1,52 @@
+// A device by name: the one factory the apps use (`--device cpu|cuda|auto`),
+// so that no app includes engine/cuda/. It returns the backend the executor
+// runs on together with the device-specific parts of training and sampling
+// (the optimizer step beside the parameters; later the device-resident
+// sampling loop and training step). "auto" takes the GPU when this build has
+// CUDA and one is usable, else the CPU, saying which and why; "cuda" on a
+// machine where CUDA cannot start is an error naming the runtime's reason
+// (no device, driver too old for this runtime, a build without CUDA), never a
+// silent run on the CPU.
+//
+// Defined in the ddpm_runtime library: engine/cuda/device_runtime_cuda.cpp in
+// CUDA builds (and, compiled against the kernel emulator, in the emulated
+// apps), engine/device_runtime_cpu.cpp otherwise.
+#pragma once
+
+#include <memory>
+#include <ostream>
+#include <string>
+
+#include "engine/backend.h"
+#include "engine/parameter_updater.h"
+
+namespace ddpm {
+
+struct DeviceRuntimeOptions {
+  // The CUDA backend's implementations (kernels/conv2d.cuh, kernels/gemm.cuh):
+  // "simt" (exact fp32, the default), "tensor_core", "cudnn" / "cublas".
+  std::string conv_impl = "simt";
+  std::string gemm_impl = "simt";
+};
+
+struct DeviceRuntime {
+  Device device = Device::cpu;
+  std::string description;  // e.g. "cuda: NVIDIA H200 (sm_90)", "cpu"
+  std::unique_ptr<Backend> backend;
+  // The optimizer step's implementation for this backend; empty on the CPU
+  // (the Trainer then uses the CPU updater).
+  ParameterUpdaterFactory make_updater;
+};
+
+// `name`: "auto", "cpu" or "cuda" (anything else: std::invalid_argument).
+// Writes one line to `log` saying what was chosen and why. Throws
+// std::runtime_error when "cuda" cannot start.
+DeviceRuntime make_device_runtime(const std::string& name, std::ostream& log,
+                                  const DeviceRuntimeOptions& options = {});
+
+// Why CUDA cannot start here ("" when it can): "this build has no CUDA", or
+// the runtime's error for the first device query (e.g. "cudaErrorNoDevice:
+// no CUDA-capable device is detected").
+std::string cuda_unavailable_reason();
+
+}  // namespace ddpm
