@@ -4,6 +4,8 @@
 // the table as markdown (optionally into tools/PERFORMANCE.md between markers).
 //
 // --list prints the shapes and their FLOPs and needs no GPU.
+// --e2e times the whole app path instead (training and sampling in each graph
+// mode, on any device: bench/e2e_bench.h), with a JSON result.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -14,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "apps/bench/e2e_bench.h"
+#include "apps/bench/e2e_report.h"
 #include "apps/bench/kernel_bench.h"
 #include "apps/bench/markdown_section.h"
 #include "apps/bench/model_shapes.h"
@@ -52,20 +56,53 @@ void print_shapes(const ddpm::bench::ModelShapes& m, int64_t batch) {
 int main(int argc, char** argv) {
   CLI::App app{
       "ddpm_cuda_bench: time our convolution, attention and GEMM kernels on a UNet's shapes\n"
-      "against cuDNN and cuBLAS (CUDA events, warm-up, median of repeats)"};
+      "against cuDNN and cuBLAS (CUDA events, warm-up, median of repeats); or, with --e2e,\n"
+      "training and sampling through the whole app path in each graph mode"};
   std::string config_path;
   ddpm::bench::BenchOptions o;
-  bool list = false;
-  std::string markdown, performance_md;
+  ddpm::bench::E2eOptions e2e;
+  bool list = false, run_e2e = false;
+  std::string markdown, performance_md, json_path, e2e_data = "synthetic";
   app.add_option("--config", config_path,
-                 "A UNet2DModel config.json (default: the DDPM CIFAR-10 model)")
+                 "A UNet2DModel config.json (default: the DDPM CIFAR-10 model); with --e2e a "
+                 "training config (e.g. apps/configs/ddpm_cifar10.json)")
       ->check(CLI::ExistingFile);
-  app.add_option("--batch", o.batch, "Batch size")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app.add_option("--warmup", o.warmup, "Untimed launches first")
+  auto* batch_opt = app.add_option("--batch", o.batch,
+                                   "Batch size (--e2e: the training batch, default the config's)")
+                        ->check(CLI::PositiveNumber)
+                        ->capture_default_str();
+  app.add_option("--warmup", o.warmup,
+                 "Untimed launches first (--e2e: untimed training steps per mode, at least 1)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_flag("--e2e", run_e2e,
+               "Time the whole app path: training img/s per --graph mode, 1000-step sampling "
+               "img/s per mode, the batch-1 sampling step, launches per step, device memory");
+  app.add_option("--sample-batch", e2e.sample_batch, "--e2e: sampling batch (default --batch)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--steps", e2e.steps,
+                 "--e2e: sampling steps timed per mode (img/s reported for 1000 steps)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--train-steps", e2e.train_steps, "--e2e: training steps timed per mode")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--b1-steps", e2e.b1_steps, "--e2e: batch-1 sampling steps timed per mode")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--phases", e2e.phases, "--e2e: which of train, sample, b1 to run")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"train", "sample", "b1"}))
+      ->capture_default_str();
+  app.add_option("--data", e2e_data,
+                 "--e2e: training images: synthetic (random, no dataset needed) or config (the "
+                 "config's dataset)")
+      ->check(CLI::IsMember({"synthetic", "config"}))
+      ->capture_default_str();
+  app.add_option("--device", e2e.device, "--e2e: auto, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
+      ->capture_default_str();
+  app.add_option("--json", json_path, "--e2e: also write the result as JSON to this file");
   app.add_option("--repeats", o.repeats, "Timed launches; the median is reported")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -80,6 +117,19 @@ int main(int argc, char** argv) {
                  "tools/PERFORMANCE.md) with the table");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (run_e2e) {
+      e2e.config = config_path;
+      if (*batch_opt) e2e.batch = o.batch;
+      e2e.warmup = o.warmup;
+      e2e.config_data = e2e_data == "config";
+      const nlohmann::json result =
+          ddpm::bench::run_e2e_bench(e2e, ddpm::bench::device_probes(), std::cout);
+      const std::string table = ddpm::bench::e2e_table(result);
+      std::cout << "\n" << table << std::flush;
+      if (!json_path.empty()) ddpm::write_file_atomically(json_path, result.dump(2) + "\n");
+      if (!markdown.empty()) ddpm::write_file_atomically(markdown, "```\n" + table + "```\n");
+      return 0;
+    }
     const ddpm::UNetConfig config =
         config_path.empty() ? ddpm::UNetConfig::cifar10() : ddpm::load_unet_config(config_path);
     const auto shapes = ddpm::bench::model_shapes(config, o.batch);

@@ -36,6 +36,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--columns", o.columns, "Grid columns (default: square)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--first-image", o.first_image,
+                 "Index of the first image: samples images [K, K + num) of the run that --seed "
+                 "defines (image i's noise depends on (seed, i) only), so a large job can be "
+                 "sharded across GPUs or machines; the PNGs are named by that index")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--graph", o.graph,
+                 "CUDA backend's sampling loop: off (eager launches), step (one denoising step "
+                 "captured as a CUDA graph, replayed per step) or loop (the whole loop one graph "
+                 "launch per batch; CUDA 12.4+ runtime and driver). Default: loop where "
+                 "supported, else step. Bitwise the same images in every mode; the CPU runs "
+                 "its host loop whatever this says")
+      ->check(CLI::IsMember({"off", "step", "loop"}));
+  app.add_option("--profile-steps", o.profile_steps,
+                 "A:B: sampling steps A to B (from 1, counted over the whole run, batch after "
+                 "batch) between cudaProfilerStart and cudaProfilerStop, for nsys "
+                 "--capture-range=cudaProfilerApi or ncu --profile-from-start off; with --graph "
+                 "loop, the whole batches holding them (one launch each). Ignored on the CPU");
   app.add_option("--device", o.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();

@@ -31,6 +31,22 @@ int main(int argc, char** argv) {
   app.add_option("--device", t.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  std::string graph = "on";
+  app.add_flag("--check-numerics", t.check_numerics,
+               "Check every op's output and gradient for NaN/inf and stop at the first op that "
+               "writes one, naming it (slow: a copy to the host after every op; on CUDA the "
+               "step runs without its graph)");
+  app.add_option("--profile-steps", t.profile_steps,
+                 "A:B: training steps A to B (as the log numbers them) between "
+                 "cudaProfilerStart and cudaProfilerStop, for nsys "
+                 "--capture-range=cudaProfilerApi or ncu --profile-from-start off. Ignored on "
+                 "the CPU");
+  app.add_option("--graph", graph,
+                 "CUDA: 'on' captures the whole training step (batch, forward, loss, backward, "
+                 "clip, AdamW, EMA) once as a CUDA graph and replays it; 'off' launches the same "
+                 "kernels one by one. Both give bitwise the same run; ignored on the CPU")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   app.add_flag("--print-model", t.print_model,
                "Print the model summary and planned memory, then exit");
   app.add_flag("--smoke", smoke,
@@ -40,7 +56,9 @@ int main(int argc, char** argv) {
       "samples/step_NNNNNNN.png, checkpoint/ (a diffusers DDPMPipeline with the EMA weights,\n"
       "plus training_state.safetensors for --resume). Ctrl-C saves a checkpoint and exits.\n"
       "--device auto or cuda trains on the GPU when this build has CUDA and one is present;\n"
-      "otherwise on the CPU.");
+      "otherwise on the CPU. On the GPU the whole step stays on the device (the host only\n"
+      "gathers the batch's images, on a thread, while the step before runs); the loss and\n"
+      "grad norm are read back in bulk when a log line is printed.");
   CLI11_PARSE(app, argc, argv);
   try {
     if (smoke) {
@@ -50,6 +68,7 @@ int main(int argc, char** argv) {
       s.device = t.device;
       return ddpm::app::run_smoke(s);
     }
+    t.graph = graph == "on";
     t.config = config;
     t.resume = resume;
     t.out = out;

@@ -21,6 +21,15 @@ struct SampleOptions {
   std::filesystem::path out = "samples.png";
   int64_t columns = 0;  // 0: ceil(sqrt(num))
   std::string device = "auto";
+  // The CUDA backend's sampling loop: "auto" (loop where supported, else
+  // step), "off", "step" or "loop" (engine/sampler.h's SamplingGraph).
+  std::string graph = "auto";
+  // The run's index of the first image: images [first_image, first_image +
+  // num) of the seed's run, so a big job can be sharded.
+  int64_t first_image = 0;
+  // --profile-steps "A:B" (apps/profile_window.h): sampling steps counted over
+  // the whole run, batch after batch; with graph loop, whole batches.
+  std::string profile_steps;
   bool print_model = false;
 };
 

@@ -16,6 +16,15 @@ struct TrainOptions {
   std::optional<int64_t> steps, batch;
   std::optional<uint64_t> seed;
   std::string device = "auto";
+  // CUDA: the whole training step captured once as a CUDA graph and replayed
+  // (true), or launched eagerly; bitwise the same results. The CPU ignores it.
+  bool graph = true;
+  // "A:B": training steps A to B between cudaProfilerStart/Stop
+  // (apps/profile_window.h); empty: no window.
+  std::string profile_steps;
+  // Check every op's output and gradient for NaN/inf, naming the first op
+  // that writes one (slow: a host copy after every op; the graph is off).
+  bool check_numerics = false;
   bool print_model = false;
 };
 

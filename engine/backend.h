@@ -18,6 +18,10 @@ struct RunContext {
   uint64_t seed = 0;
   uint64_t step = 0;
   bool training = false;
+  // Where a device backend's kernels read the step instead of `step` (its low
+  // 32 bits, in device memory), so that a captured training step keys each
+  // replay on the current step. Null: `step`. The CPU backend ignores it.
+  const uint32_t* device_step = nullptr;
 };
 
 // A gradient destination: absent (data == nullptr) when no gradient is wanted;
@@ -55,6 +59,18 @@ class Backend {
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void copy_to_host(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() {}
+  // Sets the one-element tensor `t` (the loss gradient backward starts from)
+  // to 1, in order with the ops. A device backend does it without a host
+  // synchronisation, so a captured training step replays it; this default
+  // copies from the host.
+  virtual void set_to_one(const Tensor& t) {
+    const double one64 = 1;
+    const float one32 = 1;
+    if (t.dtype == DType::f64)
+      copy_from_host(t.data, &one64, sizeof one64);
+    else
+      copy_from_host(t.data, &one32, sizeof one32);
+  }
 
   virtual void forward(const Node& node, const ForwardArgs& args) = 0;
   virtual void backward(const Node& node, const BackwardArgs& args) = 0;

@@ -17,6 +17,7 @@ DeviceRuntime make_cpu_runtime() {
   r.device = Device::cpu;
   r.description = "cpu";
   r.backend = std::make_unique<CpuBackend>();
+  r.make_sampling_loop = make_host_sampling_loop;
   return r;
 }
 

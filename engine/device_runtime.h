@@ -1,8 +1,8 @@
 // A device by name: the one factory the apps use (`--device cpu|cuda|auto`),
 // so that no app includes engine/cuda/. It returns the backend the executor
 // runs on together with the device-specific parts of training and sampling
-// (the optimizer step beside the parameters; later the device-resident
-// sampling loop and training step). "auto" takes the GPU when this build has
+// (the device-resident training step; later the device-resident sampling
+// loop). "auto" takes the GPU when this build has
 // CUDA and one is usable, else the CPU, saying which and why; "cuda" on a
 // machine where CUDA cannot start is an error naming the runtime's reason
 // (no device, driver too old for this runtime, a build without CUDA), never a
@@ -18,7 +18,8 @@
 #include <string>
 
 #include "engine/backend.h"
-#include "engine/parameter_updater.h"
+#include "engine/sampler.h"
+#include "engine/training_step.h"
 
 namespace ddpm {
 
@@ -33,9 +34,14 @@ struct DeviceRuntime {
   Device device = Device::cpu;
   std::string description;  // e.g. "cuda: NVIDIA H200 (sm_90)", "cpu"
   std::unique_ptr<Backend> backend;
-  // The optimizer step's implementation for this backend; empty on the CPU
-  // (the Trainer then uses the CPU updater).
-  ParameterUpdaterFactory make_updater;
+  // The training step's implementation for this backend (batch, model and
+  // optimizer step; engine/training_step.h); empty on the CPU (the Trainer
+  // then uses the CPU's).
+  TrainingStepFactory make_training_step;
+  // The sampling loop for this backend: the host loop on the CPU
+  // (make_host_sampling_loop), the device loop with CUDA graphs on CUDA
+  // (engine/cuda/device_sampler.h).
+  SamplingLoopFactory make_sampling_loop;
 };
 
 // `name`: "auto", "cpu" or "cuda" (anything else: std::invalid_argument).

@@ -1,5 +1,6 @@
 #include "engine/executor.h"
 
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
 
@@ -116,16 +117,39 @@ template void Executor::write(ValueId, const std::vector<double>&);
 template std::vector<float> Executor::read(const Tensor&) const;
 template std::vector<double> Executor::read(const Tensor&) const;
 
+void Executor::expect_finite(const Tensor& t, const std::string& what) const {
+  if (!t.data || t.numel() == 0) return;
+  const std::vector<double> v = read<double>(t);
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!std::isfinite(v[i]))
+      throw NumericsError("--check-numerics: " + what + " holds " + std::to_string(v[i]) +
+                          " at element " + std::to_string(i) + " of " + std::to_string(v.size()) +
+                          " (every value before it was finite)");
+}
+
 void Executor::forward(const RunContext& ctx_in) {
   RunContext ctx = ctx_in;
   ctx.training = mode_ == ExecMode::training;
+  if (check_numerics_) {
+    for (ValueId v : graph_.parameters())
+      expect_finite(value(v), "parameter '" + graph_.values[size_t(v)].name + "'");
+    for (ValueId v : graph_.inputs())
+      expect_finite(value(v), "input '" + graph_.values[size_t(v)].name + "'");
+  }
   std::vector<Tensor> ins, outs;
-  for (const Node& n : graph_.nodes) {
+  for (size_t i = 0; i < graph_.nodes.size(); ++i) {
+    if (plan_.elided[i]) continue;  // an identity whose output is its input's memory
+    const Node& n = graph_.nodes[i];
     ins.clear();
     outs.clear();
     for (ValueId v : n.inputs) ins.push_back(value(v));
     for (ValueId v : n.outputs) outs.push_back(value(v));
     backend_.forward(n, ForwardArgs{ins, outs, ctx});
+    if (check_numerics_)
+      for (size_t s = 0; s < outs.size(); ++s)
+        expect_finite(outs[s], "the forward of '" + n.name + "' (" + op_name(n.params) +
+                                   ") wrote its output '" +
+                                   graph_.values[size_t(n.outputs[s])].name + "', which");
   }
 }
 
@@ -137,14 +161,7 @@ void Executor::backward(const RunContext& ctx_in, bool accumulate_param_grads) {
   if (!accumulate_param_grads && grads_.bytes()) backend_.fill_zero(grads_.data(), grads_.bytes());
   if (!a.needs_grad[static_cast<size_t>(graph_.loss)]) return;  // nothing trainable reaches it
 
-  const Tensor loss_grad = grad(graph_.loss);
-  if (graph_.dtype == DType::f64) {
-    const double one = 1;
-    backend_.copy_from_host(loss_grad.data, &one, sizeof one);
-  } else {
-    const float one = 1;
-    backend_.copy_from_host(loss_grad.data, &one, sizeof one);
-  }
+  backend_.set_to_one(grad(graph_.loss));  // d loss / d loss
 
   std::vector<Tensor> ins, outs, gouts;
   std::vector<GradTensor> gins;
@@ -174,6 +191,11 @@ void Executor::backward(const RunContext& ctx_in, bool accumulate_param_grads) {
                           : Tensor{nullptr, shape, graph_.dtype, backend_.device()});
     }
     backend_.backward(n, BackwardArgs{ins, outs, gouts, gins, ctx});
+    if (check_numerics_)
+      for (size_t s = 0; s < gins.size(); ++s)
+        expect_finite(gins[s].tensor, "the backward of '" + n.name + "' (" + op_name(n.params) +
+                                          ") wrote the gradient of '" +
+                                          graph_.values[size_t(n.inputs[s])].name + "', which");
   }
 }
 

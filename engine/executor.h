@@ -1,14 +1,24 @@
-// Runs a graph on a backend: forward in node order, backward by walking the
-// nodes in reverse with each op's backward rule. Owns the arena, the flat
-// parameter buffer and the flat gradient buffer.
+// Runs a graph on a backend: forward in node order (skipping the nodes the
+// plan elides: dropout in inference), backward by walking the nodes in
+// reverse with each op's backward rule. Owns the arena, the flat parameter
+// buffer and the flat gradient buffer.
 #pragma once
 
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "engine/backend.h"
 #include "engine/memory_plan.h"
 
 namespace ddpm {
+
+// --check-numerics found a non-finite value: the message names the first op
+// (forward or backward) that wrote one, or the parameter or input holding one.
+class NumericsError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Executor {
  public:
@@ -38,6 +48,13 @@ class Executor {
   // the order of initialisation.
   void init_parameters(uint64_t seed);
 
+  // Debugging divergence: after every op, read what it wrote back to the
+  // host and throw NumericsError naming the op when a value is NaN or inf
+  // (parameters and inputs are checked first). Synchronises after every op:
+  // slow, and not for a run captured as a CUDA graph.
+  void set_check_numerics(bool on) { check_numerics_ = on; }
+  bool check_numerics() const { return check_numerics_; }
+
   void forward(const RunContext& ctx);
   // Zeroes the parameter gradients (unless accumulating micro-batches), seeds
   // d loss = 1 and runs every backward rule. Training mode only.
@@ -52,12 +69,16 @@ class Executor {
  private:
   Tensor view(ValueId v, void* base, int64_t byte_offset) const;
   void check_value(ValueId v) const;
+  // Throws NumericsError for the first non-finite element of `t`; `what`
+  // says whose value it is.
+  void expect_finite(const Tensor& t, const std::string& what) const;
 
   const Graph& graph_;
   Backend& backend_;
   ExecMode mode_;
   MemoryPlan plan_;
   DeviceBuffer arena_, params_, grads_;
+  bool check_numerics_ = false;
 };
 
 }  // namespace ddpm

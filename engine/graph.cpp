@@ -54,17 +54,27 @@ ValueId GraphBuilder::input(const std::string& name, Shape shape, bool requires_
   return id;
 }
 
-ValueId GraphBuilder::parameter(const std::string& name, Shape shape, ParamInit init,
-                                bool trainable) {
+int64_t GraphBuilder::reserve_parameters(int64_t elements) {
+  const int64_t offset = g_.param_buffer_elements;
+  g_.param_buffer_elements +=
+      (elements + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
+  return offset;
+}
+
+ValueId GraphBuilder::parameter_at(const std::string& name, Shape shape, ParamInit init,
+                                   bool trainable, int64_t offset) {
   ValueId id = new_value(name, shape, ValueKind::parameter);
   Value& v = g_.values[static_cast<size_t>(id)];
   v.requires_grad = trainable;
   v.init = init;
-  v.param_offset = g_.param_buffer_elements;
-  g_.param_buffer_elements +=
-      (shape.numel() + kParamAlignElements - 1) / kParamAlignElements * kParamAlignElements;
+  v.param_offset = offset;
   g_.num_parameters += shape.numel();
   return id;
+}
+
+ValueId GraphBuilder::parameter(const std::string& name, Shape shape, ParamInit init,
+                                bool trainable) {
+  return parameter_at(name, shape, init, trainable, reserve_parameters(shape.numel()));
 }
 
 const Shape& GraphBuilder::shape(ValueId v) const {
@@ -100,34 +110,81 @@ std::vector<ValueId> GraphBuilder::add_node(const std::string& name, OpParams pa
   return g_.nodes.back().outputs;
 }
 
-ValueId GraphBuilder::conv2d(const std::string& name, ValueId x, const Conv2dParams& p) {
-  const int64_t in_ch = shape(x).rank() == 4 ? shape(x)[3] : 0;
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in_ch * p.kernel_h * p.kernel_w));
-  std::vector<ValueId> in{
-      x, parameter(name + ".weight", conv2d_weight_shape(p, in_ch), ParamInit::uniform(bound))};
+std::vector<ValueId> GraphBuilder::conv2d_parameters(const std::string& name, int64_t in_channels,
+                                                     const Conv2dParams& p) {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_channels * p.kernel_h * p.kernel_w));
+  std::vector<ValueId> params{
+      parameter(name + ".weight", conv2d_weight_shape(p, in_channels), ParamInit::uniform(bound))};
   if (p.bias)
-    in.push_back(parameter(name + ".bias", Shape{p.out_channels}, ParamInit::uniform(bound)));
+    params.push_back(parameter(name + ".bias", Shape{p.out_channels}, ParamInit::uniform(bound)));
+  return params;
+}
+
+ValueId GraphBuilder::conv2d(const std::string& name, ValueId x, Conv2dParams p, ValueId residual) {
+  const int64_t in_ch = shape(x).rank() == 4 ? shape(x)[3] : 0;
+  std::vector<ValueId> in{x};
+  for (ValueId v : conv2d_parameters(name, in_ch, p)) in.push_back(v);
+  p.residual = residual >= 0;
+  if (p.residual) in.push_back(residual);
   return add_node(name, p, std::move(in))[0];
 }
 
-ValueId GraphBuilder::group_norm(const std::string& name, ValueId x, const GroupNormParams& p) {
+ValueId GraphBuilder::group_norm(const std::string& name, ValueId x, GroupNormParams p,
+                                 ValueId channel_add) {
   std::vector<ValueId> in{x};
   if (p.affine) {
     const int64_t c = shape(x).back();
     in.push_back(parameter(name + ".weight", Shape{c}, ParamInit::constant(1)));
     in.push_back(parameter(name + ".bias", Shape{c}, ParamInit::constant(0)));
   }
+  p.channel_add = channel_add >= 0;
+  if (p.channel_add) in.push_back(channel_add);
   return add_node(name, p, std::move(in))[0];
 }
 
-ValueId GraphBuilder::linear(const std::string& name, ValueId x, const LinearParams& p) {
+ValueId GraphBuilder::linear(const std::string& name, ValueId x, LinearParams p, ValueId residual) {
   const int64_t in_f = shape(x).back();
   const double bound = 1.0 / std::sqrt(static_cast<double>(in_f));
+  p.weight_parts = 1;
   std::vector<ValueId> in{
       x, parameter(name + ".weight", Shape{p.out_features, in_f}, ParamInit::uniform(bound))};
   if (p.bias)
     in.push_back(parameter(name + ".bias", Shape{p.out_features}, ParamInit::uniform(bound)));
+  p.residual = residual >= 0;
+  if (p.residual) in.push_back(residual);
   return add_node(name, p, std::move(in))[0];
+}
+
+ValueId GraphBuilder::linear_stacked(const std::string& name, ValueId x,
+                                     const std::vector<std::string>& parts, LinearParams p) {
+  const auto count = static_cast<int64_t>(parts.size());
+  if (count < 1 || p.out_features % count != 0)
+    throw ShapeError("node '" + name + "': " + std::to_string(p.out_features) +
+                     " out_features are not divisible into " + std::to_string(count) + " parts");
+  const int64_t in_f = shape(x).back(), out_f = p.out_features / count;
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_f));
+  const int64_t weights = reserve_parameters(count * out_f * in_f);
+  const int64_t biases = p.bias ? reserve_parameters(count * out_f) : -1;
+  std::vector<ValueId> w, b;
+  for (int64_t i = 0; i < count; ++i) {
+    const std::string& part = parts[static_cast<size_t>(i)];
+    w.push_back(parameter_at(part + ".weight", Shape{out_f, in_f}, ParamInit::uniform(bound), true,
+                             weights + i * out_f * in_f));
+    if (p.bias)
+      b.push_back(parameter_at(part + ".bias", Shape{out_f}, ParamInit::uniform(bound), true,
+                               biases + i * out_f));
+  }
+  p.weight_parts = count;
+  p.residual = false;
+  std::vector<ValueId> in{x};
+  in.insert(in.end(), w.begin(), w.end());
+  in.insert(in.end(), b.begin(), b.end());
+  return add_node(name, p, std::move(in))[0];
+}
+
+ValueId GraphBuilder::attention_packed(const std::string& name, ValueId qkv, AttentionParams p) {
+  p.packed_qkv = true;
+  return add_node(name, p, {qkv})[0];
 }
 
 ValueId GraphBuilder::attention(const std::string& name, ValueId q, ValueId k, ValueId v,

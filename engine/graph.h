@@ -83,12 +83,31 @@ class GraphBuilder {
                                 std::vector<ValueId> inputs);
 
   // One call per op, creating "<name>.weight" / "<name>.bias" parameters where
-  // the op has them (PyTorch's names and default initialisation).
-  ValueId conv2d(const std::string& name, ValueId x, const Conv2dParams& p);
-  ValueId group_norm(const std::string& name, ValueId x, const GroupNormParams& p);
-  ValueId linear(const std::string& name, ValueId x, const LinearParams& p);
+  // the op has them (PyTorch's names and default initialisation). The fused
+  // inputs are optional values: a residual added to a conv's or a linear's
+  // output, a [N, C] channel_add added before a GroupNorm (the params' flags
+  // follow whether one is given).
+  ValueId conv2d(const std::string& name, ValueId x, Conv2dParams p, ValueId residual = -1);
+  ValueId group_norm(const std::string& name, ValueId x, GroupNormParams p,
+                     ValueId channel_add = -1);
+  ValueId linear(const std::string& name, ValueId x, LinearParams p, ValueId residual = -1);
   ValueId attention(const std::string& name, ValueId q, ValueId k, ValueId v,
                     const AttentionParams& p);
+  // A conv's parameters alone, for a caller that creates them before the
+  // node's other inputs (to keep the parameter order of the model it mirrors):
+  // {weight, bias} or {weight}. Pass them to add_node with x first.
+  std::vector<ValueId> conv2d_parameters(const std::string& name, int64_t in_channels,
+                                         const Conv2dParams& p);
+  // One linear layer over several separately named layers with the same
+  // input (diffusers' to_q, to_k, to_v): parameters "<part>.weight" and
+  // "<part>.bias" in the order given, initialised and counted as separate
+  // layers, but laid out back to back in the flat buffer (weights, then
+  // biases), so the node reads them as one stacked [parts * out, in] weight.
+  // p.out_features is the total; p.weight_parts is set from `parts`.
+  ValueId linear_stacked(const std::string& name, ValueId x, const std::vector<std::string>& parts,
+                         LinearParams p);
+  // Attention reading q, k and v from one [N, ..., 3C] value (packed_qkv).
+  ValueId attention_packed(const std::string& name, ValueId qkv, AttentionParams p);
   ValueId silu(const std::string& name, ValueId x);
   ValueId add(const std::string& name, ValueId a, ValueId b, double scale = 1.0);
   ValueId concat(const std::string& name, std::vector<ValueId> xs);
@@ -105,6 +124,10 @@ class GraphBuilder {
 
  private:
   ValueId new_value(const std::string& name, Shape shape, ValueKind kind);
+  // The next aligned run of `elements` in the flat parameter buffer.
+  int64_t reserve_parameters(int64_t elements);
+  ValueId parameter_at(const std::string& name, Shape shape, ParamInit init, bool trainable,
+                       int64_t offset);
 
   Graph g_;
   uint32_t dropout_count_ = 0;

@@ -8,7 +8,9 @@ json parse_json_object(const std::string& text, const std::string& source) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number too large for a double
+    // ("1e400"; it escaped as a bare nlohmann exception, found by tests/fuzz).
     throw ConfigError(source + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) throw ConfigError(source + ": expected a JSON object");

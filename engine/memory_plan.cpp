@@ -1,6 +1,7 @@
 #include "engine/memory_plan.h"
 
 #include <algorithm>
+#include <variant>
 
 namespace ddpm {
 
@@ -45,6 +46,11 @@ size_t place(std::vector<Interval>& items) {
 
 }  // namespace
 
+bool elidable(const Graph& g, const Node& node, ExecMode mode) {
+  return mode == ExecMode::inference && std::holds_alternative<DropoutParams>(node.params) &&
+         g.values[static_cast<size_t>(node.inputs[0])].kind != ValueKind::parameter;
+}
+
 MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
   const int nn = static_cast<int>(g.nodes.size());
   const size_t nv = g.values.size();
@@ -56,12 +62,26 @@ MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
   const bool training = mode == ExecMode::training;
   if (training) plan.backward = analyze_backward(g);
 
+  // storage[v]: the value whose buffer v lives in (itself, or the input of
+  // the elided node that produced it, followed to the first real buffer).
+  plan.elided.assign(static_cast<size_t>(nn), false);
+  std::vector<size_t> storage(nv);
+  for (size_t v = 0; v < nv; ++v) storage[v] = v;
+  for (int i = 0; i < nn; ++i) {
+    const Node& n = g.nodes[static_cast<size_t>(i)];
+    if (!elidable(g, n, mode)) continue;
+    plan.elided[static_cast<size_t>(i)] = true;
+    storage[static_cast<size_t>(n.outputs[0])] = storage[static_cast<size_t>(n.inputs[0])];
+  }
+
   // Timeline: forward of node i at time i; in training, backward of node i at
   // 2*nn - 1 - i. Inputs exist from time -1; outputs live to `end`.
   const int end = training ? 2 * nn : nn;
   auto backward_time = [nn](int node) { return 2 * nn - 1 - node; };
 
-  std::vector<Interval> items;
+  // Each buffer lives from the first start to the last use of the values in
+  // it (pass 1), then buffers and gradients are placed (pass 2).
+  std::vector<int> buffer_start(nv, end), buffer_end(nv, -2);
   for (size_t v = 0; v < nv; ++v) {
     const Value& val = g.values[v];
     if (val.kind == ValueKind::parameter) continue;
@@ -81,9 +101,18 @@ MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
     // Inputs keep what the caller wrote across runs (they are small: images,
     // timesteps, targets), so a forward can be repeated without rewriting them.
     if (val.is_output || val.kind == ValueKind::input) last = end;
-    items.push_back({start, last, align_up(static_cast<size_t>(val.shape.numel()) * elem),
-                     &plan.value_offset[v]});
+    buffer_start[storage[v]] = std::min(buffer_start[storage[v]], start);
+    buffer_end[storage[v]] = std::max(buffer_end[storage[v]], last);
+  }
 
+  std::vector<Interval> items;
+  for (size_t v = 0; v < nv; ++v) {
+    const Value& val = g.values[v];
+    if (val.kind == ValueKind::parameter) continue;
+    if (storage[v] == v)
+      items.push_back({buffer_start[v], buffer_end[v],
+                       align_up(static_cast<size_t>(val.shape.numel()) * elem),
+                       &plan.value_offset[v]});
     if (!training || !plan.backward.needs_grad[v]) continue;
     // A gradient is born at its first contribution (the backward of its last
     // consumer; the loss's is seeded before backward starts) and dies after
@@ -98,6 +127,8 @@ MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
   }
   for (const Interval& it : items) plan.unshared_bytes += it.bytes;
   plan.peak_bytes = place(items);
+  for (size_t v = 0; v < nv; ++v)
+    if (storage[v] != v) plan.value_offset[v] = plan.value_offset[storage[v]];
   return plan;
 }
 

@@ -1,6 +1,7 @@
 #include "engine/parameter_updater.h"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -32,6 +33,7 @@ class CpuParameterUpdater final : public ParameterUpdater {
     const float* g = grads.ptr<float>();
     const int64_t n = params.numel();
     const double norm = cpu::global_norm(g, n);
+    if (!std::isfinite(norm)) return norm;  // a NaN or inf gradient changes nothing
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when below 1.
     const double clip = settings_.grad_clip_norm > 0
                             ? std::min(1.0, settings_.grad_clip_norm / (norm + 1e-6))

@@ -47,6 +47,8 @@ class ParameterUpdater {
   // gradients' global L2 norm (before clipping), then scales the gradients by
   // min(1, clip / (norm + 1e-6)), applies AdamW to params and moves the EMA
   // towards the new params with the step's decay, ema_decay_at(settings.ema, step).
+  // A non-finite norm (a NaN or inf gradient) changes nothing (parameters,
+  // moments, EMA): the trainer sees it in the returned norm and stops the run.
   virtual double step(const Tensor& params, const Tensor& grads, int64_t step) = 0;
 
   // Copies of the state for checkpoints (host floats), and their restoration.

@@ -57,12 +57,34 @@ void validate(const SchedulerConfig& c, const std::string& source) {
   check_choice(source, "timestep_spacing", c.timestep_spacing, {"leading", "linspace", "trailing"});
   if (c.num_train_timesteps < 1)
     throw ConfigError(source + ": key 'num_train_timesteps': must be positive");
+  // The tables hold one double per timestep: 4e12 of them was a 32 TB
+  // allocation at construction (found by tests/fuzz). diffusers' models use
+  // 1000 to 4000.
+  constexpr int64_t kMaxTimesteps = 1'000'000;
+  if (c.num_train_timesteps > kMaxTimesteps)
+    throw ConfigError(source +
+                      ": key 'num_train_timesteps': " + std::to_string(c.num_train_timesteps) +
+                      " is over the limit of " + std::to_string(kMaxTimesteps));
   if (!c.trained_betas.empty() && int64_t(c.trained_betas.size()) != c.num_train_timesteps)
     throw ConfigError(
         source + ": key 'trained_betas': has " + std::to_string(c.trained_betas.size()) +
         " values but num_train_timesteps is " + std::to_string(c.num_train_timesteps));
-  if (!(c.beta_start > 0 && c.beta_end > 0 && c.beta_end < 1 && c.beta_start < 1))
-    throw ConfigError(source + ": keys 'beta_start'/'beta_end': must be in (0, 1)");
+  if (!(c.beta_start > 0 && c.beta_start < 1))
+    throw ConfigError(source + ": key 'beta_start': must be in (0, 1)");
+  if (!(c.beta_end > 0 && c.beta_end < 1))
+    throw ConfigError(source + ": key 'beta_end': must be in (0, 1)");
+  // A beta of 0 makes DDPM's posterior variance 0/0 at t = 0; 1 or more
+  // makes alpha_bar 0 or negative (square roots of negatives).
+  for (size_t i = 0; i < c.trained_betas.size(); ++i)
+    if (!(c.trained_betas[i] > 0 && c.trained_betas[i] < 1))
+      throw ConfigError(source + ": key 'trained_betas': value " + std::to_string(i) + " (" +
+                        json(c.trained_betas[i]).dump() + ") is not in (0, 1)");
+  if (!(c.clip_sample_range > 0))
+    throw ConfigError(source + ": key 'clip_sample_range': must be positive");
+  // Every run's timesteps are at least steps_offset ("leading" spacing).
+  if (c.steps_offset < 0 || c.steps_offset >= c.num_train_timesteps)
+    throw ConfigError(source + ": key 'steps_offset': must be in [0, num_train_timesteps), got " +
+                      std::to_string(c.steps_offset));
   if (!(c.eta >= 0)) throw ConfigError(source + ": eta must be non-negative");
 }
 

@@ -73,6 +73,7 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     if (!(r.adam_beta1 >= 0 && r.adam_beta1 < 1)) s.fail("adam_beta1", "must be in [0, 1)");
     if (!(r.adam_beta2 >= 0 && r.adam_beta2 < 1)) s.fail("adam_beta2", "must be in [0, 1)");
     if (!(r.adam_epsilon > 0)) s.fail("adam_epsilon", "must be positive");
+    if (!(r.weight_decay >= 0)) s.fail("weight_decay", "must be non-negative");
     if (r.warmup_steps < 0) s.fail("warmup_steps", "must be non-negative");
     if (!(r.grad_clip_norm >= 0)) s.fail("grad_clip_norm", "must be non-negative (0 disables)");
     if (!(r.ema_decay >= 0 && r.ema_decay < 1)) s.fail("ema_decay", "must be in [0, 1)");
@@ -100,7 +101,9 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
       s.fail("sample_steps", "must be in [1, num_train_timesteps]");
     if (r.sample_scheduler != "ddpm" && r.sample_scheduler != "ddim")
       s.fail("sample_scheduler", "\"" + r.sample_scheduler + "\" is not supported (ddpm, ddim)");
-    if (r.sample_every < 0 || r.checkpoint_every < 0) s.fail("", "cadences must be non-negative");
+    if (r.sample_every < 0) s.fail("sample_every", "must be non-negative (0: only at the end)");
+    if (r.checkpoint_every < 0)
+      s.fail("checkpoint_every", "must be non-negative (0: only at the end)");
   }
   top.reject_unknown("keys");
   return c;

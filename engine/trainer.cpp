@@ -1,13 +1,13 @@
 #include "engine/trainer.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "engine/checkpoint/atomic_file.h"
 #include "engine/checkpoint/errors.h"
 #include "engine/checkpoint/safetensors.h"
-#include "engine/cpu/diffusion.h"
 #include "engine/model_io.h"
-#include "engine/noise.h"
 #include "engine/sampler.h"
 
 namespace ddpm {
@@ -18,7 +18,12 @@ namespace {
 
 constexpr const char* kStateFile = "training_state.safetensors";
 constexpr const char* kConfigFile = "train_config.json";
-constexpr const char* kStateFormat = "ddpm_cuda.training_state.v1";
+// v2: the flat buffers in the fused graph's parameter layout (q, k, v
+// weights of an attention block side by side, then their biases); v1 (before
+// the fusions) had each projection's weight and bias together, the unfused
+// graph's layout. Both load.
+constexpr const char* kStateFormat = "ddpm_cuda.training_state.v2";
+constexpr const char* kStateFormatV1 = "ddpm_cuda.training_state.v1";
 
 void check_dataset(const TrainConfig& c, const ImageDataset& d) {
   const UNetConfig& m = c.model;
@@ -49,29 +54,43 @@ UNetGraph build_train_graph(const TrainConfig& c) {
   return build_unet(c.model, o);
 }
 
+// Moves a flat buffer from graph `from`'s parameter layout to graph `to`'s,
+// parameter by parameter (matched by name); padding stays zero.
+std::vector<float> relayout(const std::vector<float>& v, const Graph& from, const Graph& to) {
+  std::vector<float> out(size_t(to.param_buffer_elements), 0.0f);
+  for (ValueId id : to.parameters()) {
+    const Value& dst = to.values[size_t(id)];
+    const Value& src = from.values[size_t(from.find(dst.name))];
+    const int64_t n = dst.shape.numel();
+    if (src.shape.numel() != n || src.param_offset + n > int64_t(v.size()))
+      throw CheckpointError("training state: parameter '" + dst.name +
+                            "' does not fit the v1 layout");
+    std::copy_n(v.begin() + src.param_offset, n, out.begin() + dst.param_offset);
+  }
+  return out;
+}
+
 }  // namespace
 
 Trainer::Trainer(const TrainConfig& config, const ImageDataset& data, Backend& backend,
-                 const ParameterUpdaterFactory& make_updater)
+                 const TrainingStepFactory& make_step, const TrainingStepOptions& options)
     : config_(config),
       data_((check_dataset(config, data), data)),
       backend_(backend),
       scheduler_(config.scheduler),
       unet_(build_train_graph(config)),
-      sampler_(data.count, config.training.batch_size, config.training.seed) {
-  if (!make_updater && backend.device() != Device::cpu)
+      sampler_(data.count, config.training.batch_size, config.training.seed),
+      data_position_(sampler_.state()) {
+  if (!make_step && backend.device() != Device::cpu)
     throw std::logic_error("trainer: the " + backend.name() +
-                           " backend needs a parameter updater (for CUDA: "
-                           "engine/cuda/cuda_parameter_updater.h)");
+                           " backend needs its training step (for CUDA: "
+                           "engine/cuda/device_training_step.h, or make_device_runtime)");
   ex_ = std::make_unique<Executor>(unet_.graph, backend_, ExecMode::training);
   ex_->init_parameters(config.training.seed);
-  const OptimizerSettings settings = optimizer_settings(config.training);
-  updater_ = make_updater ? make_updater(backend_, ex_->parameters(), settings)
-                          : make_cpu_parameter_updater(backend_, ex_->parameters(), settings);
-  for (int64_t i = 0; i < config.scheduler.num_train_timesteps; ++i) {
-    sqrt_abar_.push_back(scheduler_.sqrt_alpha_cumprod(i));
-    sqrt_one_minus_abar_.push_back(scheduler_.sqrt_one_minus_alpha_cumprod(i));
-  }
+  const TrainingStepContext context{
+      config_, data_, backend_, *ex_, unet_, scheduler_, optimizer_settings(config_.training),
+      options};
+  step_impl_ = make_step ? make_step(context) : make_cpu_training_step(context);
 }
 
 std::vector<float> Trainer::parameters() const {
@@ -79,75 +98,46 @@ std::vector<float> Trainer::parameters() const {
 }
 
 std::vector<float> Trainer::ema() const {
-  return updater_->read(ParameterUpdater::Slot::ema);
+  return step_impl_->read(ParameterUpdater::Slot::ema);
+}
+
+void Trainer::enqueue_step() {
+  const int64_t step = ++step_;
+  std::vector<int64_t> batch = next_batch_.empty() ? sampler_.next_batch() : std::move(next_batch_);
+  data_position_ = sampler_.state();
+  next_batch_ = sampler_.next_batch();  // the same draw the next step would make
+  step_impl_->enqueue(step, batch, next_batch_);
+}
+
+std::vector<StepMetrics> Trainer::collect_metrics() {
+  std::vector<StepMetrics> metrics = step_impl_->collect();
+  const OptimizerSettings settings = optimizer_settings(config_.training);
+  for (StepMetrics& m : metrics) {
+    m.learning_rate = warmup_learning_rate(settings, m.step);
+    m.ema_decay = ema_decay_at(settings.ema, m.step);
+  }
+  return metrics;
 }
 
 StepMetrics Trainer::train_step() {
-  const int64_t step = ++step_;
-  const auto& t = config_.training;
-  const uint64_t seed = t.seed;
-  const int64_t batch = t.batch_size, per_image = data_.image_size();
-  const int64_t num_t = config_.scheduler.num_train_timesteps;
-  const std::vector<int64_t> indices = sampler_.next_batch();
-
-  // Data (with random flips), then the forward process through the CPU
-  // reference of the q_sample kernel: t and eps keyed on (seed, step, image).
-  std::vector<float> x0(static_cast<size_t>(batch * per_image));
-  std::vector<int32_t> t_index(static_cast<size_t>(batch));
-  std::vector<float> timesteps(static_cast<size_t>(batch));
-  for (int64_t b = 0; b < batch; ++b) {
-    const auto s = uint32_t(step), img = uint32_t(b);
-    const bool flip =
-        t.random_flip && noise_uniform(seed, NoisePurpose::training_flip, s, img, 0) < 0.5;
-    data_.to_float(indices[size_t(b)], x0.data() + b * per_image, flip);
-    t_index[size_t(b)] = cpu::training_timestep(seed, s, img, num_t);
-    timesteps[size_t(b)] = float(t_index[size_t(b)]);
-  }
-  const cpu::DiffusionBatch db{batch, per_image, seed, uint32_t(step),
-                               parse_prediction_type(config_.scheduler.prediction_type)};
-  const std::vector<double> x0d(x0.begin(), x0.end());
-  std::vector<double> x_td(x0d.size()), targetd(x0d.size());
-  cpu::q_sample(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(), db,
-                x_td.data());
-  cpu::diffusion_target(x0d.data(), t_index.data(), sqrt_abar_.data(), sqrt_one_minus_abar_.data(),
-                        db, targetd.data());
-  const std::vector<float> x_t(x_td.begin(), x_td.end()), target(targetd.begin(), targetd.end());
-  ex_->write(unet_.sample, x_t);
-  ex_->write(unet_.timesteps, timesteps);
-  ex_->write(unet_.target, target);
-  const RunContext ctx{seed, uint64_t(step), true};
-  ex_->forward(ctx);
-  ex_->backward(ctx);
-
-  StepMetrics m;
-  m.step = step;
-  m.loss = ex_->read(ex_->value(unet_.loss))[0];
-  // Norm, clipping, AdamW and EMA where the parameters live.
-  m.grad_norm = updater_->step(ex_->parameters(), ex_->gradients(), step);
-  m.learning_rate = warmup_learning_rate(optimizer_settings(t), step);
-  m.ema_decay = ema_decay_at(ema_schedule(t), step);
-  return m;
+  enqueue_step();
+  const std::vector<StepMetrics> metrics = collect_metrics();
+  if (metrics.empty() || metrics.back().step != step_)
+    throw std::logic_error("trainer: the training step returned no metrics for step " +
+                           std::to_string(step_));
+  return metrics.back();
 }
 
 void Trainer::save_checkpoint(const fs::path& dir) const {
   const fs::path tmp = dir.string() + ".tmp", old = dir.string() + ".old";
   fs::remove_all(tmp);
-  // Host copies of everything on the device.
-  using Slot = ParameterUpdater::Slot;
-  const std::vector<float> ema = updater_->read(Slot::ema);
-  save_pipeline(tmp, config_.model, config_.scheduler, unet_.graph, ema);
-  StFile state;
-  const std::vector<int64_t> shape{unet_.graph.param_buffer_elements};
-  state.tensors["params"] = from_f32(parameters(), shape, DType::f32);
-  state.tensors["ema"] = from_f32(ema, shape, DType::f32);
-  state.tensors["adam_m"] = from_f32(updater_->read(Slot::adam_m), shape, DType::f32);
-  state.tensors["adam_v"] = from_f32(updater_->read(Slot::adam_v), shape, DType::f32);
-  state.metadata = {{"format", kStateFormat},
-                    {"step", std::to_string(step_)},
-                    {"sampler_epoch", std::to_string(sampler_.state().epoch)},
-                    {"sampler_position", std::to_string(sampler_.state().position)}};
-  write_safetensors(tmp / kStateFile, state);
-  write_file_atomically(tmp / kConfigFile, train_config_to_json(config_));
+  try {
+    write_checkpoint_files(tmp);
+  } catch (...) {
+    std::error_code ignored;  // a full disk: leave no half-written folder behind
+    fs::remove_all(tmp, ignored);
+    throw;
+  }
   // Swap in: the previous checkpoint stays until the new one is in place.
   if (fs::exists(dir)) {
     fs::remove_all(old);
@@ -155,6 +145,25 @@ void Trainer::save_checkpoint(const fs::path& dir) const {
   }
   fs::rename(tmp, dir);
   fs::remove_all(old);
+}
+
+void Trainer::write_checkpoint_files(const fs::path& tmp) const {
+  // Host copies of everything on the device.
+  using Slot = ParameterUpdater::Slot;
+  const std::vector<float> ema = step_impl_->read(Slot::ema);
+  save_pipeline(tmp, config_.model, config_.scheduler, unet_.graph, ema);
+  StFile state;
+  const std::vector<int64_t> shape{unet_.graph.param_buffer_elements};
+  state.tensors["params"] = from_f32(parameters(), shape, DType::f32);
+  state.tensors["ema"] = from_f32(ema, shape, DType::f32);
+  state.tensors["adam_m"] = from_f32(step_impl_->read(Slot::adam_m), shape, DType::f32);
+  state.tensors["adam_v"] = from_f32(step_impl_->read(Slot::adam_v), shape, DType::f32);
+  state.metadata = {{"format", kStateFormat},
+                    {"step", std::to_string(step_)},
+                    {"sampler_epoch", std::to_string(data_position_.epoch)},
+                    {"sampler_position", std::to_string(data_position_.position)}};
+  write_safetensors(tmp / kStateFile, state);
+  write_file_atomically(tmp / kConfigFile, train_config_to_json(config_));
 }
 
 namespace {
@@ -169,6 +178,21 @@ fs::path state_file(const fs::path& dir) {
 }
 
 }  // namespace
+
+std::string recover_interrupted_checkpoint(const fs::path& dir) {
+  const fs::path old = dir.string() + ".old";
+  if (fs::exists(dir / kStateFile) || !fs::exists(old / kStateFile)) return "";
+  // dir may exist without a state: a folder the user made, or an older save's
+  // leftovers; only an absent dir is the state between the two renames.
+  if (fs::exists(dir))
+    throw CheckpointError(dir.string() + " has no " + kStateFile + " but " + old.string() +
+                          " has one: a save was interrupted; move one of them away and resume");
+  fs::rename(old, dir);
+  return "checkpoint: " + dir.string() +
+         " was missing (a save was interrupted between its renames); restored the previous "
+         "checkpoint from " +
+         old.string();
+}
 
 // A small JSON file beside the state, so reading the config (the app does it
 // before building the trainer) does not read the weights a second time.
@@ -189,9 +213,17 @@ void Trainer::resume(const fs::path& dir) {
       throw CheckpointError(file.string() + ": metadata has no '" + key + "'");
     return it->second;
   };
-  if (meta("format") != kStateFormat)
+  const bool v1 = meta("format") == kStateFormatV1;
+  if (meta("format") != kStateFormat && !v1)
     throw CheckpointError(file.string() + ": format '" + meta("format") + "', expected '" +
-                          kStateFormat + "'");
+                          kStateFormat + "' (or '" + kStateFormatV1 + "')");
+  // A v1 state holds the unfused graph's layout (same parameters, same count).
+  std::optional<UNetGraph> v1_graph;
+  if (v1) {
+    UNetBuildOptions o;
+    o.fuse = false;
+    v1_graph = build_unet(config_.model, o);
+  }
   auto number = [&](const std::string& key) {
     try {
       return std::stoll(meta(key));
@@ -206,22 +238,29 @@ void Trainer::resume(const fs::path& dir) {
     if (it == state.tensors.end())
       throw CheckpointError(file.string() + ": missing tensor '" + name + "'");
     std::vector<float> v = to_f32(it->second);
-    if (v.size() != n)
+    const size_t expected = v1_graph ? size_t(v1_graph->graph.param_buffer_elements) : n;
+    if (v.size() != expected)
       throw CheckpointError(file.string() + ": tensor '" + name + "' has " +
                             std::to_string(v.size()) + " values, the model has " +
-                            std::to_string(n));
-    return v;
+                            std::to_string(expected));
+    return v1_graph ? relayout(v, v1_graph->graph, unet_.graph) : v;
   };
   const std::vector<float> params = buffer("params");
   using Slot = ParameterUpdater::Slot;
-  updater_->write(Slot::ema, buffer("ema"));
-  updater_->write(Slot::adam_m, buffer("adam_m"));
-  updater_->write(Slot::adam_v, buffer("adam_v"));
+  const int64_t step = number("step");
+  if (step < 0) throw CheckpointError(file.string() + ": metadata 'step' is negative");
+  const SamplerState position{config_.training.seed, number("sampler_epoch"),
+                              number("sampler_position")};
+  BatchSampler sampler(data_.count, config_.training.batch_size, position);
+  step_impl_->restore(step);  // first: it waits for (and drops) any step in flight
+  step_impl_->write(Slot::ema, buffer("ema"));
+  step_impl_->write(Slot::adam_m, buffer("adam_m"));
+  step_impl_->write(Slot::adam_v, buffer("adam_v"));
   backend_.copy_from_host(ex_->parameters().data, params.data(), n * sizeof(float));
-  step_ = number("step");
-  sampler_ = BatchSampler(
-      data_.count, config_.training.batch_size,
-      SamplerState{config_.training.seed, number("sampler_epoch"), number("sampler_position")});
+  step_ = step;
+  sampler_ = std::move(sampler);
+  data_position_ = position;
+  next_batch_.clear();
 }
 
 std::vector<float> Trainer::sample_ema(int64_t count, int64_t steps, const std::string& kind,
@@ -230,7 +269,7 @@ std::vector<float> Trainer::sample_ema(int64_t count, int64_t steps, const std::
   o.batch = count;
   const UNetGraph g = build_unet(config_.model, o);
   Executor ex(g.graph, backend_, ExecMode::inference);
-  const std::vector<float> ema = updater_->read(ParameterUpdater::Slot::ema);
+  const std::vector<float> ema = step_impl_->read(ParameterUpdater::Slot::ema);
   backend_.copy_from_host(ex.parameters().data, ema.data(), ema.size() * sizeof(float));
   SchedulerConfig sc = config_.scheduler;
   sc.kind = kind;
@@ -238,7 +277,7 @@ std::vector<float> Trainer::sample_ema(int64_t count, int64_t steps, const std::
   so.steps = steps;
   so.seed = seed;
   std::vector<float> out;
-  sample_batch(ex, g, Scheduler(sc), so, out);
+  make_sampling_loop_(ex, g)->sample(Scheduler(sc), so, out);
   return out;
 }
 

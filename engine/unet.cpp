@@ -10,7 +10,7 @@ namespace {
 // resnet.py, attention_processor.py) block by block.
 class UNetBuilder {
  public:
-  UNetBuilder(const UNetConfig& c, GraphBuilder& b) : c_(c), b_(b) {}
+  UNetBuilder(const UNetConfig& c, GraphBuilder& b, bool fuse) : c_(c), b_(b), fuse_(fuse) {}
 
   ValueId conv3x3(const std::string& name, ValueId x, int64_t out, int stride = 1,
                   Padding2d pad = Padding2d::same(1)) {
@@ -24,16 +24,28 @@ class UNetBuilder {
   // ResnetBlock2D (time_embedding_norm "default", pre-norm):
   // GN, SiLU, conv, + time_emb_proj(SiLU(temb)), GN, SiLU, dropout, conv,
   // + (1x1 shortcut of) the input, divided by output_scale_factor.
+  // Fused: the time-embedding add inside norm2, the skip inside conv2.
   ValueId resnet(const std::string& name, ValueId x, int64_t out, double output_scale = 1) {
     const int64_t in = b_.shape(x).back();
     const GroupNormParams gn_silu{c_.norm_num_groups, c_.norm_eps, true, true};
     ValueId h = b_.group_norm(name + ".norm1", x, gn_silu);
     h = conv3x3(name + ".conv1", h, out);
     const ValueId proj = b_.linear(name + ".time_emb_proj", temb_act_, LinearParams{out});
-    h = b_.add(name + ".temb_add", h, proj);
-    h = b_.group_norm(name + ".norm2", h, gn_silu);
+    if (fuse_) {
+      h = b_.group_norm(name + ".norm2", h, gn_silu, proj);
+    } else {
+      h = b_.add(name + ".temb_add", h, proj);
+      h = b_.group_norm(name + ".norm2", h, gn_silu);
+    }
     if (c_.dropout > 0) h = b_.dropout(name + ".dropout", h, c_.dropout);
-    h = conv3x3(name + ".conv2", h, out);
+    Conv2dParams conv2;
+    conv2.out_channels = out;
+    conv2.pad = Padding2d::same(1);
+    // conv2's parameters before the shortcut's: diffusers' order, which also
+    // fixes each parameter's initialisation stream.
+    std::vector<ValueId> conv2_in{h};
+    for (ValueId p : b_.conv2d_parameters(name + ".conv2", b_.shape(h).back(), conv2))
+      conv2_in.push_back(p);
     ValueId skip = x;
     if (in != out) {
       Conv2dParams p;
@@ -41,21 +53,37 @@ class UNetBuilder {
       p.kernel_h = p.kernel_w = 1;
       skip = b_.conv2d(name + ".conv_shortcut", x, p);
     }
+    if (fuse_ && output_scale == 1) {
+      conv2.residual = true;
+      conv2_in.push_back(skip);
+      return b_.add_node(name + ".conv2", conv2, conv2_in)[0];
+    }
+    h = b_.add_node(name + ".conv2", conv2, conv2_in)[0];
     return b_.add(name + ".residual", skip, h, 1.0 / output_scale);
   }
 
   // Attention (from the deprecated attention block): GN, q/k/v projections over
   // channels, softmax attention over the H*W tokens, output projection,
   // residual add, divided by rescale_output_factor.
+  // Fused: q, k, v as one GEMM read in place; the skip inside to_out.0.
   ValueId attention(const std::string& name, ValueId x, double rescale = 1) {
     const int64_t ch = b_.shape(x).back();
     const int64_t head_dim = c_.attention_head_dim ? c_.attention_head_dim : ch;
+    const AttentionParams heads{ch / head_dim, head_dim};
     ValueId h =
         b_.group_norm(name + ".group_norm", x, {c_.norm_num_groups, c_.norm_eps, true, false});
-    const ValueId q = b_.linear(name + ".to_q", h, {ch});
-    const ValueId k = b_.linear(name + ".to_k", h, {ch});
-    const ValueId v = b_.linear(name + ".to_v", h, {ch});
-    h = b_.attention(name + ".attention", q, k, v, {ch / head_dim, head_dim});
+    if (fuse_) {
+      const ValueId qkv =
+          b_.linear_stacked(name + ".to_qkv", h, {name + ".to_q", name + ".to_k", name + ".to_v"},
+                            LinearParams{3 * ch});
+      h = b_.attention_packed(name + ".attention", qkv, heads);
+    } else {
+      const ValueId q = b_.linear(name + ".to_q", h, {ch});
+      const ValueId k = b_.linear(name + ".to_k", h, {ch});
+      const ValueId v = b_.linear(name + ".to_v", h, {ch});
+      h = b_.attention(name + ".attention", q, k, v, heads);
+    }
+    if (fuse_ && rescale == 1) return b_.linear(name + ".to_out.0", h, {ch}, x);
     h = b_.linear(name + ".to_out.0", h, {ch});
     return b_.add(name + ".residual", h, x, 1.0 / rescale);
   }
@@ -125,6 +153,7 @@ class UNetBuilder {
  private:
   const UNetConfig& c_;
   GraphBuilder& b_;
+  bool fuse_;
   ValueId temb_act_ = -1;
 };
 
@@ -144,7 +173,7 @@ UNetGraph build_unet(const UNetConfig& config, const UNetBuildOptions& o) {
   UNetGraph u;
   u.sample = b.input("sample", Shape{o.batch, h, w, config.in_channels});
   u.timesteps = b.input("timesteps", Shape{o.batch});
-  UNetBuilder builder(config, b);
+  UNetBuilder builder(config, b, o.fuse);
   u.prediction = builder.build(u.sample, u.timesteps);
   b.mark_output(u.prediction);
   if (o.with_loss) {

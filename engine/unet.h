@@ -1,6 +1,13 @@
 // Builds diffusers' UNet2DModel as a graph of engine ops, with diffusers'
 // parameter names, so checkpoints map one to one (conv weights are OHWI here,
 // OIHW in diffusers; the checkpoint loader converts).
+//
+// By default the graph uses the fused forms of the ops: a ResBlock's
+// time-embedding add is part of its second GroupNorm, its skip connection is
+// the epilogue of its second convolution, an attention block's q, k and v
+// come from one GEMM that the attention op reads in place, and its skip
+// connection is added by the output projection. (Where diffusers divides
+// the sum by an output scale factor other than 1, the add stays separate.)
 #pragma once
 
 #include <string>
@@ -25,6 +32,10 @@ struct UNetBuildOptions {
   int64_t height = 0, width = 0;  // 0: the config's sample size
   bool with_loss = false;         // add target input and MSE loss
   DType dtype = DType::f32;
+  // false: one op per diffusers operation (no fused forms), the reference
+  // the fused graph is tested against. The values named in UNetGraph and the
+  // parameters (names, order, initialisation) are the same either way.
+  bool fuse = true;
 };
 
 UNetGraph build_unet(const UNetConfig& config, const UNetBuildOptions& options);

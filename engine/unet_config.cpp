@@ -1,7 +1,9 @@
 #include "engine/unet_config.h"
 
+#include <cmath>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "engine/json_config.h"
 
@@ -22,6 +24,25 @@ void validate(const UNetConfig& c, const std::string& source) {
   auto fail = [&](const std::string& key, const std::string& what) {
     throw ConfigError(source + ": key '" + key + "': " + what);
   };
+  // Sizes far beyond any model (diffusers' largest UNets have 1280 channels)
+  // would overflow the 64-bit size arithmetic below and in the model builder
+  // (4 * block_out_channels[0] was signed overflow; found by tests/fuzz).
+  constexpr int64_t kMaxSize = int64_t{1} << 20;
+  const std::pair<const char*, int64_t> sizes[] = {{"sample_size", c.sample_height},
+                                                   {"sample_size", c.sample_width},
+                                                   {"in_channels", c.in_channels},
+                                                   {"out_channels", c.out_channels},
+                                                   {"layers_per_block", c.layers_per_block},
+                                                   {"norm_num_groups", c.norm_num_groups},
+                                                   {"attention_head_dim", c.attention_head_dim},
+                                                   {"time_embedding_dim", c.time_embedding_dim}};
+  for (const auto& [key, value] : sizes)
+    if (value > kMaxSize)
+      fail(key, std::to_string(value) + " is over the limit of " + std::to_string(kMaxSize));
+  for (int64_t ch : c.block_out_channels)
+    if (ch > kMaxSize)
+      fail("block_out_channels",
+           std::to_string(ch) + " channels is over the limit of " + std::to_string(kMaxSize));
   if (c.down_block_types.size() != levels)
     fail("down_block_types", "has " + std::to_string(c.down_block_types.size()) +
                                  " entries but block_out_channels has " + std::to_string(levels));
@@ -116,8 +137,11 @@ UNetConfig parse_unet_config(const std::string& text, const std::string& source)
   r.only("downsample_type", {"conv"});
   r.only("upsample_type", {"conv"});
   r.only("mid_block_type", {"UNetMidBlock2D"});
-  // Only the "learned" time embedding type reads it; positional ignores it.
-  r.get("num_train_timesteps");
+  // Only the "learned" time embedding type reads it; positional ignores it,
+  // but it must still be what diffusers allows (null or a positive integer).
+  if (const json* v = r.get("num_train_timesteps");
+      v && (!v->is_number_integer() || v->get<int64_t>() <= 0))
+    r.fail("num_train_timesteps", "expected null or a positive integer, got " + v->dump());
   r.reject_unknown("UNet2DModel config keys",
                    " (not a UNet2DModel config, or a feature this engine does not have)");
   validate(c, source);
@@ -144,8 +168,11 @@ std::string unet_config_to_json(const UNetConfig& c) {
   j["center_input_sample"] = false;
   j["time_embedding_type"] = "positional";
   j["time_embedding_dim"] = c.time_embedding_dim ? json(c.time_embedding_dim) : json(nullptr);
-  j["freq_shift"] = c.freq_shift == double(int64_t(c.freq_shift)) ? json(int64_t(c.freq_shift))
-                                                                  : json(c.freq_shift);
+  // Whole numbers are written as integers, as diffusers writes them; the
+  // range test comes first because converting a double outside int64's range
+  // is undefined (freq_shift 1e308; found by tests/fuzz).
+  const bool whole = std::abs(c.freq_shift) < 0x1p53 && c.freq_shift == std::trunc(c.freq_shift);
+  j["freq_shift"] = whole ? json(int64_t(c.freq_shift)) : json(c.freq_shift);
   j["flip_sin_to_cos"] = c.flip_sin_to_cos;
   j["down_block_types"] = c.down_block_types;
   j["up_block_types"] = c.up_block_types;

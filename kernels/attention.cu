@@ -1,7 +1,9 @@
 // Fused multi-head self-attention, fp32, flash-attention style (contract:
 // attention.cuh). q, k, v, o and their gradients are [N, T, heads * D]
 // (channels-last tokens); the (sample, head) slice of one is a T x D matrix
-// with row stride C = heads * D. lse is [N, heads, T].
+// with row stride C = heads * D, or for q, k, v and their gradients the
+// shape's qkv_stride (3C when they are column blocks of one packed [N, T, 3C]
+// projection output). lse is [N, heads, T].
 //
 // Tiles. Every kernel owns a tile of `rows` rows of one (sample, head) slice
 // (queries in the forward and dQ kernels, keys in the dK/dV kernel), holds it
@@ -331,18 +333,21 @@ __device__ inline int min_int(int a, int b) {
   return a < b ? a : b;
 }
 
-// The block's (sample * head, tile) and the offset of its slice.
+// The block's (sample * head, tile) and the offsets of its slice.
 struct SliceTile {
   int64_t slice_head;  // sample * heads + head
-  int64_t offset;      // of element (sample, token 0, head, 0) in a [N, T, C] tensor
+  int64_t offset;      // of element (sample, token 0, head, 0) in a [N, T, C] tensor (o, dO)
+  int64_t in_offset;   // the same in q, k, v and their gradients (row stride in_stride)
   int first;           // first row of the block's tile
 };
 
-__device__ inline SliceTile slice_tile(int tiles, int tile_rows, int tokens, int heads, int dim) {
+__device__ inline SliceTile slice_tile(int tiles, int tile_rows, int tokens, int heads, int dim,
+                                       int64_t in_stride) {
   const int64_t slice_head = int64_t(blockIdx.x) / tiles;
   const int tile = int(int64_t(blockIdx.x) % tiles);
   const int64_t n = slice_head / heads, h = slice_head % heads;
-  return {slice_head, n * tokens * int64_t(heads) * dim + h * dim, tile * tile_rows};
+  return {slice_head, n * tokens * int64_t(heads) * dim + h * dim, n * tokens * in_stride + h * dim,
+          tile * tile_rows};
 }
 
 // ---------------------------------------------------------------- kernels
@@ -352,7 +357,7 @@ __global__ void __launch_bounds__(Cfg::threads)
     attention_forward_kernel(const float* __restrict__ q, const float* __restrict__ k,
                              const float* __restrict__ v, float* __restrict__ o,
                              float* __restrict__ lse, int tokens, int heads, int dim,
-                             float score_to_log2, int tiles, bool vec4) {
+                             int64_t in_stride, float score_to_log2, int tiles, bool vec4) {
   constexpr int SM = Cfg::sm, SN = Cfg::sn, CT = Cfg::score_col_threads;
   DDPM_DYNAMIC_SHARED(float, smem);
   float* q_tile = smem;                                    // [rows][ld]
@@ -361,7 +366,7 @@ __global__ void __launch_bounds__(Cfg::threads)
   float* p_tile = v_tile + Cfg::cols * Cfg::ld;            // [cols][ld_scores]: P^T
   float* row_scale = p_tile + Cfg::cols * Cfg::ld_scores;  // [rows]: alpha, then 1 / l
 
-  const SliceTile st = slice_tile(tiles, Cfg::rows, tokens, heads, dim);
+  const SliceTile st = slice_tile(tiles, Cfg::rows, tokens, heads, dim, in_stride);
   const int64_t stride = int64_t(heads) * dim;
   const int tid = int(threadIdx.x), depth = (dim + 3) / 4 * 4;
   const int s_row = tid / CT * SM, s_col = tid % CT;  // score micro-tile
@@ -369,16 +374,18 @@ __global__ void __launch_bounds__(Cfg::threads)
   const int o_col = tid % Cfg::out_col_threads * Cfg::out_vec;  // output micro-tile
   const int valid_rows = min_int(Cfg::rows, tokens - st.first);
 
-  load_tile<Cfg, Cfg::rows>(q_tile, q + st.offset + st.first * stride, stride, valid_rows, dim,
-                            vec4);
+  load_tile<Cfg, Cfg::rows>(q_tile, q + st.in_offset + st.first * in_stride, in_stride, valid_rows,
+                            dim, vec4);
   float m[SM], l[SM], acc[Cfg::om][Cfg::on] = {};
   ATTENTION_UNROLL
   for (int i = 0; i < SM; ++i) m[i] = -INFINITY, l[i] = 0.0f;
 
   for (int k0 = 0; k0 < tokens; k0 += Cfg::cols) {
     const int valid_keys = min_int(Cfg::cols, tokens - k0);
-    load_tile<Cfg, Cfg::cols>(k_tile, k + st.offset + k0 * stride, stride, valid_keys, dim, vec4);
-    load_tile<Cfg, Cfg::cols>(v_tile, v + st.offset + k0 * stride, stride, valid_keys, dim, vec4);
+    load_tile<Cfg, Cfg::cols>(k_tile, k + st.in_offset + k0 * in_stride, in_stride, valid_keys, dim,
+                              vec4);
+    load_tile<Cfg, Cfg::cols>(v_tile, v + st.in_offset + k0 * in_stride, in_stride, valid_keys, dim,
+                              vec4);
     __syncthreads();
 
     float s[SM][SN];
@@ -478,8 +485,8 @@ __global__ void __launch_bounds__(Cfg::threads)
                           const float* __restrict__ v, const float* __restrict__ dout,
                           const float* __restrict__ lse, const float* __restrict__ drow,
                           float* __restrict__ dk, float* __restrict__ dv, int tokens, int heads,
-                          int dim, float score_to_log2, float scale, int tiles, bool vec4,
-                          bool accumulate_dk, bool accumulate_dv) {
+                          int dim, int64_t in_stride, float score_to_log2, float scale, int tiles,
+                          bool vec4, bool accumulate_dk, bool accumulate_dv) {
   constexpr int SM = Cfg::sm, SN = Cfg::sn, CT = Cfg::score_col_threads;
   DDPM_DYNAMIC_SHARED(float, smem);
   float* k_tile = smem;                                    // [rows][ld]
@@ -491,7 +498,7 @@ __global__ void __launch_bounds__(Cfg::threads)
   float* lse_tile = ds_tile + Cfg::cols * Cfg::ld_scores;  // [cols], log2 units
   float* drow_tile = lse_tile + Cfg::cols;                 // [cols]
 
-  const SliceTile st = slice_tile(tiles, Cfg::rows, tokens, heads, dim);
+  const SliceTile st = slice_tile(tiles, Cfg::rows, tokens, heads, dim, in_stride);
   const int64_t stride = int64_t(heads) * dim;
   const int tid = int(threadIdx.x), depth = (dim + 3) / 4 * 4;
   const int s_row = tid / CT * SM, s_col = tid % CT;
@@ -501,16 +508,16 @@ __global__ void __launch_bounds__(Cfg::threads)
   const float* lse_slice = lse + st.slice_head * tokens;
   const float* drow_slice = drow + st.slice_head * tokens;
 
-  load_tile<Cfg, Cfg::rows>(k_tile, k + st.offset + st.first * stride, stride, valid_keys, dim,
-                            vec4);
-  load_tile<Cfg, Cfg::rows>(v_tile, v + st.offset + st.first * stride, stride, valid_keys, dim,
-                            vec4);
+  load_tile<Cfg, Cfg::rows>(k_tile, k + st.in_offset + st.first * in_stride, in_stride, valid_keys,
+                            dim, vec4);
+  load_tile<Cfg, Cfg::rows>(v_tile, v + st.in_offset + st.first * in_stride, in_stride, valid_keys,
+                            dim, vec4);
   float acc_dk[Cfg::om][Cfg::on] = {}, acc_dv[Cfg::om][Cfg::on] = {};
 
   for (int q0 = 0; q0 < tokens; q0 += Cfg::cols) {
     const int valid_queries = min_int(Cfg::cols, tokens - q0);
-    load_tile<Cfg, Cfg::cols>(q_tile, q + st.offset + q0 * stride, stride, valid_queries, dim,
-                              vec4);
+    load_tile<Cfg, Cfg::cols>(q_tile, q + st.in_offset + q0 * in_stride, in_stride, valid_queries,
+                              dim, vec4);
     load_tile<Cfg, Cfg::cols>(do_tile, dout + st.offset + q0 * stride, stride, valid_queries, dim,
                               vec4);
     for (int i = tid; i < Cfg::cols; i += Cfg::threads) {
@@ -550,12 +557,12 @@ __global__ void __launch_bounds__(Cfg::threads)
   float ones[Cfg::om], scales[Cfg::om];
   ATTENTION_UNROLL
   for (int i = 0; i < Cfg::om; ++i) ones[i] = 1.0f, scales[i] = scale;
-  const int64_t first = st.offset + st.first * stride;
+  const int64_t first = st.in_offset + st.first * in_stride;
   if (dv)
-    store_output<Cfg>(dv + first, stride, acc_dv, ones, o_row, o_col, valid_keys, dim, vec4,
+    store_output<Cfg>(dv + first, in_stride, acc_dv, ones, o_row, o_col, valid_keys, dim, vec4,
                       accumulate_dv);
   if (dk)
-    store_output<Cfg>(dk + first, stride, acc_dk, scales, o_row, o_col, valid_keys, dim, vec4,
+    store_output<Cfg>(dk + first, in_stride, acc_dk, scales, o_row, o_col, valid_keys, dim, vec4,
                       accumulate_dk);
 }
 
@@ -565,8 +572,8 @@ __global__ void __launch_bounds__(Cfg::threads)
     attention_dq_kernel(const float* __restrict__ q, const float* __restrict__ k,
                         const float* __restrict__ v, const float* __restrict__ dout,
                         const float* __restrict__ lse, const float* __restrict__ drow,
-                        float* __restrict__ dq, int tokens, int heads, int dim, float score_to_log2,
-                        float scale, int tiles, bool vec4, bool accumulate) {
+                        float* __restrict__ dq, int tokens, int heads, int dim, int64_t in_stride,
+                        float score_to_log2, float scale, int tiles, bool vec4, bool accumulate) {
   constexpr int SM = Cfg::sm, SN = Cfg::sn, CT = Cfg::score_col_threads;
   DDPM_DYNAMIC_SHARED(float, smem);
   float* q_tile = smem;                                    // [rows][ld]
@@ -577,17 +584,18 @@ __global__ void __launch_bounds__(Cfg::threads)
   float* lse_tile = ds_tile + Cfg::cols * Cfg::ld_scores;  // [rows], log2 units
   float* drow_tile = lse_tile + Cfg::rows;                 // [rows]
 
-  const SliceTile st = slice_tile(tiles, Cfg::rows, tokens, heads, dim);
+  const SliceTile st = slice_tile(tiles, Cfg::rows, tokens, heads, dim, in_stride);
   const int64_t stride = int64_t(heads) * dim;
   const int tid = int(threadIdx.x), depth = (dim + 3) / 4 * 4;
   const int s_row = tid / CT * SM, s_col = tid % CT;
   const int o_row = tid / Cfg::out_col_threads * Cfg::om;
   const int o_col = tid % Cfg::out_col_threads * Cfg::out_vec;
   const int valid_rows = min_int(Cfg::rows, tokens - st.first);
-  const int64_t first = st.offset + st.first * stride;
+  const int64_t first = st.in_offset + st.first * in_stride;
 
-  load_tile<Cfg, Cfg::rows>(q_tile, q + first, stride, valid_rows, dim, vec4);
-  load_tile<Cfg, Cfg::rows>(do_tile, dout + first, stride, valid_rows, dim, vec4);
+  load_tile<Cfg, Cfg::rows>(q_tile, q + first, in_stride, valid_rows, dim, vec4);
+  load_tile<Cfg, Cfg::rows>(do_tile, dout + st.offset + st.first * stride, stride, valid_rows, dim,
+                            vec4);
   for (int i = tid; i < Cfg::rows; i += Cfg::threads) {
     const int64_t at = st.slice_head * tokens + st.first + i;
     lse_tile[i] = i < valid_rows ? lse[at] * kLog2e : 0.0f;
@@ -600,8 +608,10 @@ __global__ void __launch_bounds__(Cfg::threads)
 
   for (int k0 = 0; k0 < tokens; k0 += Cfg::cols) {
     const int valid_keys = min_int(Cfg::cols, tokens - k0);
-    load_tile<Cfg, Cfg::cols>(k_tile, k + st.offset + k0 * stride, stride, valid_keys, dim, vec4);
-    load_tile<Cfg, Cfg::cols>(v_tile, v + st.offset + k0 * stride, stride, valid_keys, dim, vec4);
+    load_tile<Cfg, Cfg::cols>(k_tile, k + st.in_offset + k0 * in_stride, in_stride, valid_keys, dim,
+                              vec4);
+    load_tile<Cfg, Cfg::cols>(v_tile, v + st.in_offset + k0 * in_stride, in_stride, valid_keys, dim,
+                              vec4);
     __syncthreads();
 
     float p[SM][SN], ds[SM][SN];  // S and dP, then dS
@@ -627,7 +637,7 @@ __global__ void __launch_bounds__(Cfg::threads)
   float scales[Cfg::om];
   ATTENTION_UNROLL
   for (int i = 0; i < Cfg::om; ++i) scales[i] = scale;
-  store_output<Cfg>(dq + first, stride, acc, scales, o_row, o_col, valid_rows, dim, vec4,
+  store_output<Cfg>(dq + first, in_stride, acc, scales, o_row, o_col, valid_rows, dim, vec4,
                     accumulate);
 }
 
@@ -658,6 +668,17 @@ void check_shape(const char* who, const AttentionShape& s) {
     fail(who, "tensors must have fewer than 2^31 elements (batch " + std::to_string(s.batch) +
                   ", tokens " + std::to_string(s.tokens) + ", channels " +
                   std::to_string(channels) + ")");
+  // q, k, v rows qkv_stride apart: the rows span batch * tokens * qkv_stride.
+  if (s.qkv_stride != 0 && (s.qkv_stride < channels || s.qkv_stride > kMax / s.tokens ||
+                            (s.batch > 0 && s.batch > kMax / (s.tokens * s.qkv_stride))))
+    fail(who, "qkv_stride " + std::to_string(s.qkv_stride) + " must be 0 or at least heads * " +
+                  "head_dim (" + std::to_string(channels) +
+                  "), with batch * tokens * qkv_stride below 2^31");
+}
+
+// The row stride of q, k, v and their gradients.
+int64_t qkv_stride_of(const AttentionShape& s) {
+  return s.qkv_stride ? s.qkv_stride : s.heads * s.head_dim;
 }
 
 void check_scale(const char* who, float scale) {
@@ -691,7 +712,8 @@ void allow_shared(const void* kernel, size_t bytes) {
 // What every kernel launch of one call shares.
 struct Launch {
   int tokens, heads, dim;
-  int64_t slices;  // batch * heads
+  int64_t in_stride;  // of q, k, v and their gradients
+  int64_t slices;     // batch * heads
   float score_to_log2, scale;
   bool vec4;
   cudaStream_t stream;
@@ -705,7 +727,8 @@ void launch_forward(const Launch& a, const float* q, const float* k, const float
   const size_t bytes = forward_shared_floats<Cfg>() * sizeof(float);
   allow_shared(reinterpret_cast<const void*>(&attention_forward_kernel<Cfg>), bytes);
   DDPM_LAUNCH(attention_forward_kernel<Cfg>, unsigned(a.slices * tiles), Cfg::threads, bytes,
-              a.stream, q, k, v, o, lse, a.tokens, a.heads, a.dim, a.score_to_log2, tiles, a.vec4);
+              a.stream, q, k, v, o, lse, a.tokens, a.heads, a.dim, a.in_stride, a.score_to_log2,
+              tiles, a.vec4);
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -719,7 +742,7 @@ void launch_backward(const Launch& a, const float* q, const float* k, const floa
     const size_t bytes = dkdv_shared_floats<Cfg>() * sizeof(float);
     allow_shared(reinterpret_cast<const void*>(&attention_dkdv_kernel<Cfg>), bytes);
     DDPM_LAUNCH(attention_dkdv_kernel<Cfg>, unsigned(a.slices * tiles), Cfg::threads, bytes,
-                a.stream, q, k, v, dout, lse, drow, dk, dv, a.tokens, a.heads, a.dim,
+                a.stream, q, k, v, dout, lse, drow, dk, dv, a.tokens, a.heads, a.dim, a.in_stride,
                 a.score_to_log2, a.scale, tiles, a.vec4, accumulate_dk, accumulate_dv);
     DDPM_CUDA_CHECK(cudaGetLastError());
   }
@@ -729,15 +752,22 @@ void launch_backward(const Launch& a, const float* q, const float* k, const floa
     const size_t bytes = dq_shared_floats<Cfg>() * sizeof(float);
     allow_shared(reinterpret_cast<const void*>(&attention_dq_kernel<Cfg>), bytes);
     DDPM_LAUNCH(attention_dq_kernel<Cfg>, unsigned(a.slices * tiles), Cfg::threads, bytes, a.stream,
-                q, k, v, dout, lse, drow, dq, a.tokens, a.heads, a.dim, a.score_to_log2, a.scale,
-                tiles, a.vec4, accumulate_dq);
+                q, k, v, dout, lse, drow, dq, a.tokens, a.heads, a.dim, a.in_stride,
+                a.score_to_log2, a.scale, tiles, a.vec4, accumulate_dq);
     DDPM_CUDA_CHECK(cudaGetLastError());
   }
 }
 
 Launch make_launch(const AttentionShape& s, float scale, bool vec4, cudaStream_t stream) {
-  return {int(s.tokens), int(s.heads), int(s.head_dim), s.batch * s.heads, scale * kLog2e,
-          scale,         vec4,         stream};
+  return {int(s.tokens),
+          int(s.heads),
+          int(s.head_dim),
+          qkv_stride_of(s),
+          s.batch * s.heads,
+          scale * kLog2e,
+          scale,
+          vec4,
+          stream};
 }
 
 }  // namespace
@@ -759,8 +789,8 @@ void attention_forward(const float* q, const float* k, const float* v, float* o,
   check_scale(who, scale);
   if (s.batch == 0) return;
   require(q && k && v && o && lse, who, "q, k, v, o and lse must not be null");
-  const bool vec4 =
-      s.head_dim % 4 == 0 && aligned16(q) && aligned16(k) && aligned16(v) && aligned16(o);
+  const bool vec4 = s.head_dim % 4 == 0 && qkv_stride_of(s) % 4 == 0 && aligned16(q) &&
+                    aligned16(k) && aligned16(v) && aligned16(o);
   const Launch a = make_launch(s, scale, vec4, stream);
   switch (bucket_of(s.head_dim)) {
     case 16:
@@ -789,9 +819,9 @@ void attention_backward(const float* q, const float* k, const float* v, const fl
   require(workspace && reinterpret_cast<uintptr_t>(workspace) % 16 == 0, who,
           "workspace must be non-null and 16-byte aligned");
   auto* drow = static_cast<float*>(workspace);
-  const bool vec4 = s.head_dim % 4 == 0 && aligned16(q) && aligned16(k) && aligned16(v) &&
-                    aligned16(o) && aligned16(dout) && aligned16(dq) && aligned16(dk) &&
-                    aligned16(dv);
+  const bool vec4 = s.head_dim % 4 == 0 && qkv_stride_of(s) % 4 == 0 && aligned16(q) &&
+                    aligned16(k) && aligned16(v) && aligned16(o) && aligned16(dout) &&
+                    aligned16(dq) && aligned16(dk) && aligned16(dv);
 
   // Drow: `group` lanes a row, enough to cover it in one pass of vectors (<= 32).
   const int64_t rows = s.batch * s.tokens * s.heads;

@@ -2,7 +2,11 @@
 // contract of the CPU backend's attention op (engine/ops/attention.h):
 //   o[n, t, h*D + d] = sum_u softmax_u(scale * q[n,t,h,:] . k[n,u,h,:]) v[n,u,h*D + d]
 //   lse[n, h, t]     = log sum_u exp(scale * q[n,t,h,:] . k[n,u,h,:])
-// q, k, v, o and their gradients are [N, T, heads * head_dim], contiguous.
+// q, k, v, o and their gradients are [N, T, heads * head_dim]: o and dout
+// contiguous; q, k, v and dq, dk, dv with rows qkv_stride floats apart (the
+// shape's field; 0 means contiguous), so that they can be the three column
+// blocks of one [N, T, 3 * heads * head_dim] projection output (q = p,
+// k = p + C, v = p + 2C, qkv_stride = 3C) read and written in place.
 // Flash-attention style: an online softmax over tiles of keys, the T x T
 // scores never reach global memory; the forward saves the log-sum-exp and the
 // backward recomputes the probabilities from it. fp32 throughout.
@@ -20,12 +24,17 @@ struct AttentionShape {
   int64_t tokens = 0;  // T (H*W: 256 at 16x16, 196 at 14x14, 49 at 7x7)
   int64_t heads = 0;
   int64_t head_dim = 0;  // D
+  // Row stride of q, k, v (and dq, dk, dv) in floats: 0 for heads * head_dim
+  // (contiguous), else at least that.
+  int64_t qkv_stride = 0;
 };
 
 // Limits, checked by every launcher (std::invalid_argument naming the field):
 // batch >= 0 (0 is a no-op), tokens >= 1, heads >= 1, 1 <= head_dim <= 256,
-// batch * heads <= 2^31 - 1 and every tensor under 2^31 elements; scale > 0
-// and finite. Results are bitwise reproducible for a shape (no atomics).
+// batch * heads <= 2^31 - 1 and every tensor under 2^31 elements (with
+// qkv_stride: batch * tokens * qkv_stride); scale > 0 and finite. Results are
+// bitwise reproducible for a shape (no atomics), and do not depend on
+// qkv_stride (only where the rows are read and written).
 void validate(const AttentionShape& s);
 
 // Backward's scratch (the row sums D = rowsum(dO * O)), in bytes; dead after the call.

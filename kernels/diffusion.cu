@@ -1,6 +1,7 @@
 // DDPM's per-element kernels: the forward process (q_sample), the loss against
-// the target it implies (diffusion_mse), and the reverse step of sampling
-// (noise_update, advance_sampling_step). Contracts in diffusion.cuh.
+// the target it implies (diffusion_mse), and the reverse process of sampling
+// (initial_noise, start_sampling, noise_update, advance_sampling_step).
+// Contracts in diffusion.cuh.
 //
 // Layout: x, x0, pred, model_out are [batch, per_image] (one NHWC image per
 // row). Noise of element e of image b comes from engine/noise.h's float
@@ -24,6 +25,7 @@
 //   diffusion_mse  read pred, write dpred, + read x0 unless     8 / 12 B
 //                  epsilon (sample skips the noise entirely)
 //   noise_update   read x and model_out, write x (in place)    12 B
+//   initial_noise  write x                                      4 B
 // Compute: Philox4x32-10 (10 rounds) per 2 elements plus logf, sqrtf, sinf,
 // cosf: ~70 instructions per element, on the order of the 8-12 B of DRAM
 // traffic an H100 moves in the same time, so these kernels sit near the ridge.
@@ -165,11 +167,32 @@ __global__ void __launch_bounds__(kThreads)
 
 template <bool kVector>
 __global__ void __launch_bounds__(kThreads)
+    initial_noise_kernel(const SamplingState* __restrict__ state, float* __restrict__ x,
+                         int64_t batch, int64_t per_image) {
+  const uint64_t seed = state->seed;
+  const uint32_t first_image = state->first_image;
+  const int64_t quads = (per_image + 3) / 4;
+  for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
+    const int64_t row = b * per_image;
+    for (int64_t q = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; q < quads;
+         q += int64_t(gridDim.x) * blockDim.x) {
+      const int64_t e = 4 * q;
+      const int count = int(per_image - e < 4 ? per_image - e : 4);
+      float z[4];
+      draw_quad(seed, NoisePurpose::initial_sample, 0, first_image + uint32_t(b), q, z);
+      store_quad<kVector>(x + row + e, count, z);
+    }
+  }
+}
+
+template <bool kVector>
+__global__ void __launch_bounds__(kThreads)
     noise_update_kernel(const NoiseUpdateStep* __restrict__ steps,
-                        const uint32_t* __restrict__ step_index,
+                        const SamplingState* __restrict__ state,
                         const float* __restrict__ model_out, float* __restrict__ x, int64_t batch,
-                        int64_t per_image, int64_t first_image, uint64_t seed) {
-  const uint32_t index = *step_index;
+                        int64_t per_image) {
+  const uint64_t seed = state->seed;
+  const uint32_t index = state->step_index, first_image = state->first_image;
   const NoiseUpdateStep k = steps[index];
   const bool noisy = k.sigma != 0.0f;
   const int64_t quads = (per_image + 3) / 4;
@@ -182,7 +205,7 @@ __global__ void __launch_bounds__(kThreads)
       float xv[4], m[4], z[4] = {0, 0, 0, 0}, y[4];
       load_quad<kVector>(x + row + e, count, xv);
       load_quad<kVector>(model_out + row + e, count, m);
-      if (noisy) draw_quad(seed, NoisePurpose::step_noise, index, uint32_t(first_image + b), q, z);
+      if (noisy) draw_quad(seed, NoisePurpose::step_noise, index, first_image + uint32_t(b), q, z);
       for (int j = 0; j < 4; ++j) {
         // The order of engine/scheduler.cpp's noise_update<float>.
         float x0 = k.x0_from_x * xv[j] + k.x0_from_model * m[j];
@@ -196,16 +219,32 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// One block. Every thread reads the index before thread 0 replaces it.
+// One block: a run's first timestep, the index reset.
+__global__ void start_sampling_kernel(const NoiseUpdateStep* __restrict__ steps,
+                                      SamplingState* __restrict__ state,
+                                      float* __restrict__ timesteps, int64_t batch) {
+  if (threadIdx.x == 0) state->step_index = 0;
+  const float ts = float(steps[0].timestep);
+  for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) timesteps[b] = ts;
+}
+
+// One block. Every thread reads the index before thread 0 replaces it. kLoop:
+// the kernel is the last of a WHILE node's body and ends the loop after the
+// last step (one thread: concurrent cudaGraphSetConditional calls are
+// undefined behaviour).
+template <bool kLoop>
 __global__ void advance_sampling_step_kernel(const NoiseUpdateStep* __restrict__ steps,
-                                             uint32_t* __restrict__ step_index, int64_t num_steps,
-                                             float* __restrict__ timesteps, int64_t batch) {
-  const uint32_t next = *step_index + 1;
+                                             SamplingState* __restrict__ state,
+                                             float* __restrict__ timesteps, int64_t batch,
+                                             cudaGraphConditionalHandle loop) {
+  const uint32_t next = state->step_index + 1, num_steps = state->num_steps;
   __syncthreads();
-  if (threadIdx.x == 0) *step_index = next;
-  if (int64_t(next) < num_steps) {
+  if (threadIdx.x == 0) state->step_index = next;
+  if (next < num_steps) {
     const float ts = float(steps[next].timestep);
     for (int64_t b = threadIdx.x; b < batch; b += blockDim.x) timesteps[b] = ts;
+  } else if (kLoop && threadIdx.x == 0) {
+    cudaGraphSetConditional(loop, 0);
   }
 }
 
@@ -236,6 +275,12 @@ void check_shape(const char* launcher, int64_t batch, int64_t per_image, int64_t
 
 void check_pointer(const char* launcher, const void* p, const char* name) {
   if (p == nullptr) fail(launcher, std::string(name) + " is null");
+}
+
+// Up to 256 threads, whole warps: a sampling batch is at most a few thousand images.
+int timestep_threads(int64_t batch) {
+  const int64_t threads = batch < kThreads ? ((batch + 31) / 32) * 32 : kThreads;
+  return int(threads > 0 ? threads : 32);
 }
 
 }  // namespace
@@ -312,38 +357,64 @@ void diffusion_mse(const float* pred, const float* x0, const int32_t* t, const f
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 
-void noise_update(const NoiseUpdateStep* steps, const uint32_t* step_index, const float* model_out,
-                  float* x, int64_t batch, int64_t per_image, int64_t first_image, uint64_t seed,
-                  cudaStream_t stream) {
-  check_shape("noise_update", batch, per_image, first_image);
+void initial_noise(const SamplingState* state, float* x, int64_t batch, int64_t per_image,
+                   cudaStream_t stream) {
+  check_shape("initial_noise", batch, per_image);
+  if (batch == 0 || per_image == 0) return;
+  check_pointer("initial_noise", state, "state");
+  check_pointer("initial_noise", x, "x");
+  const dim3 grid = image_grid(batch, per_image);
+  if (per_image % 4 == 0 && aligned16(x))
+    DDPM_LAUNCH(initial_noise_kernel<true>, grid, kThreads, 0, stream, state, x, batch, per_image);
+  else
+    DDPM_LAUNCH(initial_noise_kernel<false>, grid, kThreads, 0, stream, state, x, batch, per_image);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+}
+
+void start_sampling(const NoiseUpdateStep* steps, SamplingState* state, float* timesteps,
+                    int64_t batch, cudaStream_t stream) {
+  if (batch < 0) fail("start_sampling", "batch must be >= 0, got " + std::to_string(batch));
+  check_pointer("start_sampling", steps, "steps");
+  check_pointer("start_sampling", state, "state");
+  if (batch > 0) check_pointer("start_sampling", timesteps, "timesteps");
+  DDPM_LAUNCH(start_sampling_kernel, 1, timestep_threads(batch), 0, stream, steps, state, timesteps,
+              batch);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+}
+
+void noise_update(const NoiseUpdateStep* steps, const SamplingState* state, const float* model_out,
+                  float* x, int64_t batch, int64_t per_image, cudaStream_t stream) {
+  check_shape("noise_update", batch, per_image);
   if (batch == 0 || per_image == 0) return;
   for (auto [p, name] : {std::pair<const void*, const char*>{steps, "steps"},
-                         {step_index, "step_index"},
+                         {state, "state"},
                          {model_out, "model_out"},
                          {x, "x"}})
     check_pointer("noise_update", p, name);
   const dim3 grid = image_grid(batch, per_image);
   if (per_image % 4 == 0 && aligned16(x) && aligned16(model_out))
-    DDPM_LAUNCH(noise_update_kernel<true>, grid, kThreads, 0, stream, steps, step_index, model_out,
-                x, batch, per_image, first_image, seed);
+    DDPM_LAUNCH(noise_update_kernel<true>, grid, kThreads, 0, stream, steps, state, model_out, x,
+                batch, per_image);
   else
-    DDPM_LAUNCH(noise_update_kernel<false>, grid, kThreads, 0, stream, steps, step_index, model_out,
-                x, batch, per_image, first_image, seed);
+    DDPM_LAUNCH(noise_update_kernel<false>, grid, kThreads, 0, stream, steps, state, model_out, x,
+                batch, per_image);
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 
-void advance_sampling_step(const NoiseUpdateStep* steps, uint32_t* step_index, int64_t num_steps,
-                           float* timesteps, int64_t batch, cudaStream_t stream) {
-  if (num_steps < 1)
-    fail("advance_sampling_step", "num_steps must be >= 1, got " + std::to_string(num_steps));
+void advance_sampling_step(const NoiseUpdateStep* steps, SamplingState* state, float* timesteps,
+                           int64_t batch, std::optional<cudaGraphConditionalHandle> loop,
+                           cudaStream_t stream) {
   if (batch < 0) fail("advance_sampling_step", "batch must be >= 0, got " + std::to_string(batch));
   check_pointer("advance_sampling_step", steps, "steps");
-  check_pointer("advance_sampling_step", step_index, "step_index");
+  check_pointer("advance_sampling_step", state, "state");
   if (batch > 0) check_pointer("advance_sampling_step", timesteps, "timesteps");
-  // Up to 256 threads, whole warps: a sampling batch is at most a few thousand images.
-  const int64_t threads = batch < kThreads ? ((batch + 31) / 32) * 32 : kThreads;
-  DDPM_LAUNCH(advance_sampling_step_kernel, 1, int(threads > 0 ? threads : 32), 0, stream, steps,
-              step_index, num_steps, timesteps, batch);
+  const int threads = timestep_threads(batch);
+  if (loop)
+    DDPM_LAUNCH(advance_sampling_step_kernel<true>, 1, threads, 0, stream, steps, state, timesteps,
+                batch, *loop);
+  else
+    DDPM_LAUNCH(advance_sampling_step_kernel<false>, 1, threads, 0, stream, steps, state, timesteps,
+                batch, cudaGraphConditionalHandle{});
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -1,15 +1,19 @@
 // The DDPM-specific kernels: the forward process with its loss, and the
-// per-step noise update of sampling. Random numbers come from engine/noise.h
-// (Philox keyed on seed, purpose, step, image, element), the same function
-// the CPU backend uses, so a step draws the same noise on both (up to the
-// float rounding of Box-Muller). Everything that changes between steps is read
-// from device memory, so a captured CUDA graph replays correctly.
+// reverse process of sampling (x_T, the per-step noise update, the step
+// advance), its state in device memory. Random numbers come from
+// engine/noise.h (Philox keyed on seed, purpose, step, image, element): the
+// float Box-Muller draws, the same functions the CPU sampler calls, so a step
+// draws the same noise on both (bitwise where the device's logf / sinf / cosf
+// round as the host's, e.g. under the emulator; else within
+// kNormalFloatAbsError). Everything that changes between steps or batches is
+// read from device memory, so a captured CUDA graph replays correctly.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace ddpm::kernels {
 
@@ -51,16 +55,42 @@ struct NoiseUpdateStep {
   int32_t timestep;
 };
 
-// x (in place) becomes x_{t-1} using steps[*step_index] and z =
-// noise_normal(seed, step_noise, *step_index, first_image + b, e) where sigma != 0.
-void noise_update(const NoiseUpdateStep* steps, const uint32_t* step_index, const float* model_out,
-                  float* x, int64_t batch, int64_t per_image, int64_t first_image, uint64_t seed,
-                  cudaStream_t stream);
+// A sampling run's state in device memory. The kernels below read everything
+// that differs between batches and steps from here, so one captured graph
+// serves every batch of a shape: the host writes seed, first_image and
+// num_steps before a batch (an async copy outside the graph), start_sampling
+// sets step_index to 0 and advance_sampling_step moves it.
+struct SamplingState {
+  uint64_t seed;
+  uint32_t first_image;  // image b's noise is keyed on first_image + b (< 2^32: the caller checks)
+  uint32_t num_steps;    // steps in the table, >= 1
+  uint32_t step_index;   // the step being taken
+  uint32_t reserved;
+};
 
-// Advances *step_index by one and writes the next step's timestep (as float,
-// the UNet's input) to timesteps[batch], if there is a next step (index <
-// num_steps); a single tiny kernel, so the loop body stays capturable.
-void advance_sampling_step(const NoiseUpdateStep* steps, uint32_t* step_index, int64_t num_steps,
-                           float* timesteps, int64_t batch, cudaStream_t stream);
+// x_T: x[b, e] = noise_normal_f(seed, initial_sample, 0, first_image + b, e),
+// bitwise engine/noise.h's float draw (the same code, compiled for the device).
+void initial_noise(const SamplingState* state, float* x, int64_t batch, int64_t per_image,
+                   cudaStream_t stream);
+
+// The start of a run: step_index = 0 and timesteps[b] = steps[0].timestep
+// (as float, the UNet's input) for b < batch.
+void start_sampling(const NoiseUpdateStep* steps, SamplingState* state, float* timesteps,
+                    int64_t batch, cudaStream_t stream);
+
+// x (in place) becomes x_{t-1} using k = steps[state->step_index] and z =
+// noise_normal_f(seed, step_noise, step_index, first_image + b, e) where
+// k.sigma != 0 (drawn in the kernel, never stored).
+void noise_update(const NoiseUpdateStep* steps, const SamplingState* state, const float* model_out,
+                  float* x, int64_t batch, int64_t per_image, cudaStream_t stream);
+
+// Advances state->step_index by one and writes the next step's timestep to
+// timesteps[batch] if there is a next step (index < num_steps); when there is
+// none and `loop` is given, ends that WHILE graph node's loop with
+// cudaGraphSetConditional(*loop, 0). A single tiny kernel, so the loop body
+// stays capturable.
+void advance_sampling_step(const NoiseUpdateStep* steps, SamplingState* state, float* timesteps,
+                           int64_t batch, std::optional<cudaGraphConditionalHandle> loop,
+                           cudaStream_t stream);
 
 }  // namespace ddpm::kernels

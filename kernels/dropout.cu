@@ -49,6 +49,7 @@ struct MaskParams {
   uint32_t threshold;  // ceil(p * 2^24)
   float scale;         // float(1 / (1 - p))
   uint32_t key_low, key_high, salt, step;
+  const uint32_t* step_ptr;  // when not null, the step (device memory) instead of `step`
 };
 
 // The four Philox draws of quad q (one block of the CPU backend's stream).
@@ -75,6 +76,8 @@ __global__ void __launch_bounds__(kThreads)
     dropout_kernel(const float* __restrict__ in, float* __restrict__ out, int64_t n, MaskParams m,
                    bool accumulate) {
   const int64_t quads = (n + 3) / 4;
+  if constexpr (kMask)
+    if (m.step_ptr) m.step = *m.step_ptr;
   for (int64_t q = grid_thread_index(); q < quads; q += grid_thread_count()) {
     PhiloxBlock r{{0, 0, 0, 0}};
     if constexpr (kMask) r = quad_draws(m, q);
@@ -115,7 +118,8 @@ void launch(const float* in, float* out, int64_t n, double p, const DropoutKey& 
                      static_cast<uint32_t>(key.seed),
                      static_cast<uint32_t>(key.seed >> 32),
                      key.salt,
-                     key.step};
+                     key.step,
+                     key.step_ptr};
   const unsigned blocks = grid_stride_blocks((n + 3) / 4, kThreads);
   const bool vec = all_aligned16(in, out);
   if (p > 0) {

@@ -20,6 +20,9 @@ struct DropoutKey {
   uint64_t seed = 0;
   uint32_t step = 0;
   uint32_t salt = 0;
+  // When not null, the step is read from here (device memory) instead of
+  // `step`, so that a captured CUDA graph keys each replay on the current step.
+  const uint32_t* step_ptr = nullptr;
 };
 
 // y = keep(i) ? x * float(1 / (1 - p)) : 0 over n elements; p == 0 copies x

@@ -139,6 +139,9 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ AdamWScalars shared_scalars;
   if (threadIdx.x == 0) shared_scalars = adamw_scalars(c, *step, norm);
   __syncthreads();
+  // A non-finite gradient norm (a NaN or inf gradient): nothing changes, so
+  // the state stays the last good one while the trainer stops the run.
+  if (norm != nullptr && !isfinite(*norm)) return;
   const AdamWScalars k = shared_scalars;
   const bool with_ema = ema != nullptr;
   const int64_t first = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;

@@ -25,6 +25,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -108,6 +111,43 @@ inline void expect_updater_matches_golden(Backend& backend, const ParameterUpdat
       }
       before = want_p;
     }
+  }
+}
+
+
+// A NaN or inf gradient reaches the norm, and the step changes nothing:
+// parameters, moments and EMA stay those of the step before.
+inline void expect_updater_skips_non_finite_gradients(Backend& backend,
+                                                      const ParameterUpdaterFactory& make) {
+  OptimizerSettings settings;
+  settings.adam.lr = 1e-2;
+  settings.grad_clip_norm = 1.0;
+  const std::vector<float> initial{0.5f, -1.0f, 2.0f, 0.25f, -0.75f};
+  const auto n = int64_t(initial.size());
+  DeviceBuffer param_memory(backend, initial.size() * sizeof(float)),
+      grad_memory(backend, initial.size() * sizeof(float));
+  const Tensor params{param_memory.data(), Shape{n}, DType::f32, backend.device()};
+  const Tensor grads{grad_memory.data(), Shape{n}, DType::f32, backend.device()};
+  backend.copy_from_host(params.data, initial.data(), params.bytes());
+  const std::unique_ptr<ParameterUpdater> updater = make(backend, params, settings);
+  const std::vector<float> good{0.1f, -0.2f, 0.3f, 0.05f, -0.1f};
+  backend.copy_from_host(grads.data, good.data(), grads.bytes());
+  ASSERT_TRUE(std::isfinite(updater->step(params, grads, 1)));
+  auto state = [&] {
+    std::vector<float> p(initial.size());
+    backend.copy_to_host(p.data(), params.data, params.bytes());
+    using Slot = ParameterUpdater::Slot;
+    return std::vector<std::vector<float>>{p, updater->read(Slot::adam_m),
+                                           updater->read(Slot::adam_v), updater->read(Slot::ema)};
+  };
+  const auto after_good = state();
+  ASSERT_NE(after_good[0], initial) << "the good step should move the parameters";
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> g = good;
+    g[2] = bad;
+    backend.copy_from_host(grads.data, g.data(), grads.bytes());
+    EXPECT_FALSE(std::isfinite(updater->step(params, grads, 2))) << bad;
+    EXPECT_EQ(state(), after_good) << "a step with gradient " << bad << " changed the state";
   }
 }
 

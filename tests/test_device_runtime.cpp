@@ -16,7 +16,7 @@ TEST(DeviceRuntime, CpuByName) {
   EXPECT_EQ(r.device, Device::cpu);
   ASSERT_NE(r.backend, nullptr);
   EXPECT_EQ(r.backend->device(), Device::cpu);
-  EXPECT_FALSE(r.make_updater);  // the Trainer's CPU default
+  EXPECT_FALSE(r.make_training_step);  // the Trainer's CPU default
   EXPECT_EQ(log.str(), "device: cpu (requested)\n");
 }
 
@@ -40,7 +40,7 @@ TEST(DeviceRuntime, CudaOrTheReasonItCannotStart) {
     const DeviceRuntime r = make_device_runtime("cuda", log);
     EXPECT_EQ(r.device, Device::cuda);
     EXPECT_EQ(r.backend->device(), Device::cuda);
-    EXPECT_TRUE(r.make_updater);
+    EXPECT_TRUE(r.make_training_step);
     EXPECT_EQ(make_device_runtime("auto", log).device, Device::cuda);
     return;
   }

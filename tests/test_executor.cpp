@@ -2,6 +2,7 @@
 // finite differences, training to a low loss, determinism and errors.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
@@ -9,9 +10,24 @@
 #include "engine/executor.h"
 #include "engine/random.h"
 #include "engine/tiny_denoiser.h"
+#include "engine/unet.h"
 
 namespace ddpm {
 namespace {
+
+// Two levels with attention in both (two heads), ResBlocks whose channels
+// change (a 1x1 shortcut) and ones whose do not.
+UNetConfig small_unet_config() {
+  UNetConfig c;
+  c.sample_size = c.sample_height = c.sample_width = 8;
+  c.block_out_channels = {8, 16};
+  c.layers_per_block = 1;
+  c.down_block_types = {"AttnDownBlock2D", "AttnDownBlock2D"};
+  c.up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D"};
+  c.norm_num_groups = 4;
+  c.attention_head_dim = 4;
+  return c;
+}
 
 std::vector<double> normal_vector(size_t n, uint64_t seed, uint64_t stream, double scale = 1) {
   Philox rng(seed, stream);
@@ -196,6 +212,141 @@ TEST(Executor, AdamWTrainsTheTinyDenoiserOnAFixedBatch) {
   }
   // Memorising one batch of noise targets: the loss must fall by 10x.
   EXPECT_LT(last, 0.1 * first) << "first " << first << " last " << last;
+}
+
+// In inference the executor skips the elided dropout (its output is its
+// input's memory): the prediction equals a training-mode forward of the same
+// model without dropout, bit for bit.
+TEST(Executor, InferenceSkipsDropout) {
+  TinyDenoiserConfig c;
+  c.batch = 2;
+  c.size = 8;
+  c.dropout = 0.3;
+  const TinyDenoiser with = build_tiny_denoiser(c);
+  c.dropout = 0;
+  const TinyDenoiser without = build_tiny_denoiser(c);
+  CpuBackend cpu;
+  Executor infer(with.graph, cpu, ExecMode::inference);
+  Executor reference(without.graph, cpu, ExecMode::training);
+  for (auto [ex, m] : {std::pair{&infer, &with}, std::pair{&reference, &without}}) {
+    ex->init_parameters(3);
+    fill_tiny_inputs(*ex, *m, 3);
+    ex->forward({1, 1});
+  }
+  EXPECT_EQ(infer.read(infer.value(with.prediction)),
+            reference.read(reference.value(without.prediction)));
+}
+
+// The fused UNet (conv + residual, GroupNorm + time-embedding add, one QKV
+// GEMM read in place by attention, linear + residual) against the unfused
+// one with the same named parameters, in f64 on the CPU. The same function
+// with the same operations, except that the GEMMs see other leading
+// dimensions: the prediction, the loss and every parameter gradient agree to
+// ~1e-15 relative; 1e-12 of each tensor's largest value leaves room for the
+// 10^3-term sums of the weight gradients. Output scale factors 1 (all fused)
+// and 1.5 (the mid block keeps its adds, as in tests/golden/unet_heads).
+TEST(Executor, FusedUNetMatchesUnfusedUNet) {
+  for (double mid_scale : {1.0, 1.5}) {
+    SCOPED_TRACE("mid_block_scale_factor " + std::to_string(mid_scale));
+    UNetConfig c = small_unet_config();
+    c.mid_block_scale_factor = mid_scale;
+    c.dropout = 0.2;  // the same masks in both graphs (the same salts)
+    UNetBuildOptions o;
+    o.batch = 2;
+    o.with_loss = true;
+    o.dtype = DType::f64;
+    const UNetGraph fused = build_unet(c, o);
+    o.fuse = false;
+    const UNetGraph unfused = build_unet(c, o);
+    EXPECT_LT(fused.graph.nodes.size(), unfused.graph.nodes.size());
+    EXPECT_EQ(fused.graph.num_parameters, unfused.graph.num_parameters);
+    const auto params = unfused.graph.parameters();
+    ASSERT_EQ(params.size(), fused.graph.parameters().size());
+    CpuBackend cpu;
+    Executor ef(fused.graph, cpu, ExecMode::training), eu(unfused.graph, cpu, ExecMode::training);
+    ef.init_parameters(5);
+    eu.init_parameters(5);
+    for (size_t i = 0; i < params.size(); ++i) {  // same names, order and initialisation
+      const std::string& name = unfused.graph.values[size_t(params[i])].name;
+      ASSERT_EQ(fused.graph.values[size_t(fused.graph.parameters()[i])].name, name);
+      ASSERT_EQ(ef.read<double>(ef.value(name)), eu.read<double>(eu.value(params[i]))) << name;
+    }
+    for (auto [ex, u] : {std::pair{&ef, &fused}, std::pair{&eu, &unfused}}) {
+      const Graph& g = u->graph;
+      ex->write(u->sample, normal_vector(size_t(g.values[size_t(u->sample)].shape.numel()), 8, 1));
+      ex->write(u->timesteps, std::vector<double>{17, 930});
+      ex->write(u->target, normal_vector(size_t(g.values[size_t(u->target)].shape.numel()), 8, 2));
+      ex->forward({4, 4});
+      ex->backward({4, 4});
+    }
+    // Gradients that vanish in exact arithmetic (the key bias: softmax ignores
+    // what it adds to a whole row of scores) are rounding noise in both
+    // graphs; they are held to 1e-3 of the largest gradient's scale instead,
+    // as in test_unet_parity.cpp.
+    double grad_scale = 0;
+    for (double g : eu.read<double>(eu.gradients())) grad_scale = std::max(grad_scale, std::abs(g));
+    auto expect_close = [&](const std::vector<double>& got, const std::vector<double>& want,
+                            const std::string& what) {
+      ASSERT_EQ(got.size(), want.size()) << what;
+      double scale = 1e-3 * grad_scale;
+      for (double w : want) scale = std::max(scale, std::abs(w));
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-12 * scale) << what << " element " << i;
+    };
+    expect_close(ef.read<double>(ef.value(fused.prediction)),
+                 eu.read<double>(eu.value(unfused.prediction)), "prediction");
+    expect_close(ef.read<double>(ef.value(fused.loss)), eu.read<double>(eu.value(unfused.loss)),
+                 "loss");
+    for (ValueId p : params) {
+      const std::string& name = unfused.graph.values[size_t(p)].name;
+      expect_close(ef.read<double>(ef.grad(name)), eu.read<double>(eu.grad(p)), "gradient " + name);
+    }
+  }
+}
+
+// --check-numerics names the first op that writes a non-finite value (here a
+// linear layer whose product overflows float; the backward checks each
+// gradient written with the same function); a NaN input is named before any
+// op runs.
+TEST(Executor, CheckNumericsNamesTheFirstNonFiniteOp) {
+  GraphBuilder b;
+  const ValueId x = b.input("x", Shape{2, 3});
+  const ValueId t = b.input("t", Shape{2, 4});
+  const ValueId h = b.linear("first", x, LinearParams{4});
+  const ValueId y = b.linear("second", h, LinearParams{4});
+  b.set_loss(b.mse_loss("loss", y, t));
+  const Graph g = b.finish();
+  CpuBackend cpu;
+  Executor ex(g, cpu, ExecMode::training);
+  ex.init_parameters(1);
+  ex.write(x, std::vector<float>(6, 1.0f));
+  ex.write(t, std::vector<float>(8, 0.0f));
+  const RunContext ctx{1, 1, true};
+  ex.forward(ctx);  // off: nothing checked, nothing thrown
+  ex.set_check_numerics(true);
+  ex.forward(ctx);
+  ex.backward(ctx);  // finite everywhere: no error
+
+  auto message = [&](auto&& run) -> std::string {
+    try {
+      run();
+    } catch (const NumericsError& e) {
+      return e.what();
+    }
+    ADD_FAILURE() << "no NumericsError";
+    return "";
+  };
+  // 1e30 * 1e30 overflows in 'second' (its input is finite: 'first' is not named).
+  std::vector<float> w(16, 1e30f);
+  ex.write(g.find("second.weight"), w);
+  ex.write(x, std::vector<float>(6, 1e10f));
+  ex.write(g.find("first.weight"), std::vector<float>(12, 1e10f));
+  EXPECT_NE(message([&] { ex.forward(ctx); }).find("the forward of 'second' (linear)"),
+            std::string::npos);
+  // A NaN input is named before the ops run.
+  ex.write(x, std::vector<float>{1, 2, std::nanf(""), 4, 5, 6});
+  EXPECT_NE(message([&] { ex.forward(ctx); }).find("input 'x' holds nan at element 2"),
+            std::string::npos);
 }
 
 TEST(Executor, ErrorsNameWhatWentWrong) {

@@ -5,6 +5,7 @@
 
 #include "engine/memory_plan.h"
 #include "engine/tiny_denoiser.h"
+#include "engine/unet.h"
 
 namespace ddpm {
 namespace {
@@ -70,7 +71,13 @@ TEST(MemoryPlan, InferenceBuffersAliveTogetherDoNotOverlap) {
     int first, last;
     int64_t begin, end;
     std::string name;
+    size_t storage;  // an elided node's output shares its input's buffer
   };
+  std::vector<size_t> storage(g.values.size());
+  for (size_t v = 0; v < storage.size(); ++v) storage[v] = v;
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (plan.elided[i])
+      storage[size_t(g.nodes[i].outputs[0])] = storage[size_t(g.nodes[i].inputs[0])];
   std::vector<Live> live;
   for (const Value& v : g.values) {
     if (v.kind == ValueKind::parameter) continue;
@@ -78,13 +85,15 @@ TEST(MemoryPlan, InferenceBuffersAliveTogetherDoNotOverlap) {
     for (const Consumer& c : v.consumers) last = std::max(last, c.node);
     if (v.is_output || v.kind == ValueKind::input) last = nn;
     const int64_t off = plan.value_offset[size_t(&v - g.values.data())];
-    live.push_back({first, last, off, off + int64_t(v.shape.numel() * 4), v.name});
+    live.push_back({first, last, off, off + int64_t(v.shape.numel() * 4), v.name,
+                    storage[size_t(&v - g.values.data())]});
   }
   for (size_t i = 0; i < live.size(); ++i)
     for (size_t j = i + 1; j < live.size(); ++j) {
       const Live &a = live[i], &b = live[j];
       const bool together = a.first <= b.last && b.first <= a.last;
       const bool overlap = a.begin < b.end && b.begin < a.end;
+      if (a.storage == b.storage) continue;
       EXPECT_FALSE(together && overlap) << a.name << " and " << b.name;
     }
 }
@@ -128,6 +137,13 @@ namespace {
 // there since it was written). Independent of how the plan computes lifetimes.
 void expect_plan_survives_replay(const Graph& g, ExecMode mode) {
   const MemoryPlan plan = plan_memory(g, mode);
+  // An elided node's output is its input's memory: tag both with the input's
+  // storage, and the node neither reads nor writes.
+  std::vector<int64_t> storage(g.values.size());
+  for (size_t v = 0; v < storage.size(); ++v) storage[v] = int64_t(v);
+  for (size_t i = 0; i < g.nodes.size(); ++i)
+    if (plan.elided[i])
+      storage[size_t(g.nodes[i].outputs[0])] = storage[size_t(g.nodes[i].inputs[0])];
   const size_t chunk = MemoryPlan::kAlignment, elem = dtype_size(g.dtype);
   std::vector<int64_t> owner(plan.peak_bytes / chunk + 1,
                              -1);  // value id, or -2 - id for a gradient
@@ -148,17 +164,19 @@ void expect_plan_survives_replay(const Graph& g, ExecMode mode) {
       write(int64_t(v), plan.value_offset[v], g.values[v].shape);
   // Forward twice without rewriting the inputs: a repeated run must see them.
   for (int pass = 0; pass < 2; ++pass)
-    for (const Node& n : g.nodes) {
+    for (size_t i = 0; i < g.nodes.size(); ++i) {
+      if (plan.elided[i]) continue;
+      const Node& n = g.nodes[i];
       for (ValueId in : n.inputs)
         if (g.values[size_t(in)].kind != ValueKind::parameter)
-          read(in, plan.value_offset[size_t(in)], g.values[size_t(in)].shape,
+          read(storage[size_t(in)], plan.value_offset[size_t(in)], g.values[size_t(in)].shape,
                "forward input " + g.values[size_t(in)].name);
       for (ValueId out : n.outputs)
-        write(out, plan.value_offset[size_t(out)], g.values[size_t(out)].shape);
+        write(storage[size_t(out)], plan.value_offset[size_t(out)], g.values[size_t(out)].shape);
     }
   for (size_t v = 0; v < g.values.size(); ++v)
     if (g.values[v].is_output)
-      read(int64_t(v), plan.value_offset[v], g.values[v].shape, "output " + g.values[v].name);
+      read(storage[v], plan.value_offset[v], g.values[v].shape, "output " + g.values[v].name);
   if (mode == ExecMode::inference) return;
 
   const BackwardAnalysis& a = plan.backward;
@@ -196,6 +214,48 @@ TEST(MemoryPlan, TinyDenoiserPlanSurvivesReplayOfEveryAccess) {
   const TinyDenoiser m = build_tiny_denoiser(c);
   expect_plan_survives_replay(m.graph, ExecMode::inference);
   expect_plan_survives_replay(m.graph, ExecMode::training);
+}
+
+// The UNet in both forms, with dropout (elided in inference) and attention
+// at both levels: the fused graph's conv2 and to_out read their skip
+// connections from far back, which the plan must keep alive.
+TEST(MemoryPlan, UNetPlansSurviveReplayOfEveryAccess) {
+  UNetConfig c;
+  c.sample_size = c.sample_height = c.sample_width = 8;
+  c.block_out_channels = {8, 16};
+  c.layers_per_block = 1;
+  c.down_block_types = {"AttnDownBlock2D", "AttnDownBlock2D"};
+  c.up_block_types = {"AttnUpBlock2D", "AttnUpBlock2D"};
+  c.norm_num_groups = 4;
+  c.dropout = 0.1;
+  for (bool fuse : {true, false}) {
+    SCOPED_TRACE(fuse ? "fused" : "unfused");
+    UNetBuildOptions o;
+    o.batch = 2;
+    o.with_loss = true;
+    o.fuse = fuse;
+    const UNetGraph u = build_unet(c, o);
+    expect_plan_survives_replay(u.graph, ExecMode::inference);
+    expect_plan_survives_replay(u.graph, ExecMode::training);
+  }
+}
+
+// Dropout is an identity in inference: elided (not run, the output is the
+// input's memory, which lives as long as either is needed); not in training.
+TEST(MemoryPlan, InferenceElidesDropoutIntoItsInput) {
+  const TinyDenoiser m = build_tiny_denoiser({});
+  const int drop = m.graph.values[size_t(m.graph.find("res.dropout"))].producer;
+  const Node& node = m.graph.nodes[size_t(drop)];
+  const auto in = size_t(node.inputs[0]), out = size_t(node.outputs[0]);
+  const MemoryPlan infer = plan_memory(m.graph, ExecMode::inference);
+  EXPECT_TRUE(infer.elided[size_t(drop)]);
+  EXPECT_EQ(infer.value_offset[out], infer.value_offset[in]);
+  int elided = 0;
+  for (bool e : infer.elided) elided += e;
+  EXPECT_EQ(elided, 1);
+  const MemoryPlan train = plan_memory(m.graph, ExecMode::training);
+  for (bool e : train.elided) EXPECT_FALSE(e);
+  EXPECT_NE(train.value_offset[out], train.value_offset[in]);
 }
 
 }  // namespace

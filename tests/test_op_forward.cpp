@@ -316,6 +316,149 @@ TEST(MseLossForward, MeanOfSquares) {
   expect_matches(MseLossParams{}, {{2, 5, 7, 3}, {2, 5, 7, 3}}, ref, 4);
 }
 
+// ---- the fused forms: each equals the composition of the unfused ops it
+// replaces, computed by those ops on the same inputs. Bitwise: the fused CPU
+// rules perform the same operations in the same order (the GEMM parts and the
+// packed attention read strided views of the same numbers).
+
+// Runs `p` on `values` (one vector per input) in `dtype`; returns output 0.
+std::vector<double> run_on(const OpParams& p, const std::vector<Shape>& shapes,
+                           const std::vector<std::vector<double>>& values, DType dtype) {
+  OpRun r(p, shapes, dtype);
+  for (size_t i = 0; i < values.size(); ++i)
+    for (size_t e = 0; e < values[i].size(); ++e) r.inputs[i].set(int64_t(e), values[i][e]);
+  return r.forward();
+}
+
+std::vector<double> normals(int64_t n, uint64_t stream) {
+  Philox g(41, stream);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (double& x : v) x = g.normal();
+  return v;
+}
+
+// The values as a dtype stores them (f32 rounds), so the composed path
+// starts from the numbers the fused op saw.
+std::vector<double> stored(std::vector<double> v, DType dtype) {
+  if (dtype == DType::f32)
+    for (double& x : v) x = double(float(x));
+  return v;
+}
+
+TEST(FusedForward, ConvWithResidualIsConvThenAdd) {
+  for (DType dtype : {DType::f64, DType::f32}) {
+    for (bool bias : {true, false}) {
+      Conv2dParams p{5, 3, 3, 1, Padding2d::same(1), bias};
+      const Shape xs{2, 5, 7, 3}, ws{5, 3, 3, 3}, ys{2, 5, 7, 5};
+      const auto x = stored(normals(xs.numel(), 1), dtype),
+                 w = stored(normals(ws.numel(), 2), dtype), b = stored(normals(5, 3), dtype),
+                 r = stored(normals(ys.numel(), 4), dtype);
+      std::vector<Shape> shapes{xs, ws};
+      std::vector<std::vector<double>> values{x, w};
+      if (bias) shapes.push_back({5}), values.push_back(b);
+      const auto conv = stored(run_on(p, shapes, values, dtype), dtype);
+      const auto composed = run_on(AddParams{}, {ys, ys}, {r, conv}, dtype);
+      p.residual = true;
+      shapes.push_back(ys);
+      values.push_back(r);
+      EXPECT_EQ(run_on(p, shapes, values, dtype), composed) << dtype_name(dtype) << bias;
+    }
+  }
+}
+
+TEST(FusedForward, GroupNormWithChannelAddIsAddThenGroupNorm) {
+  for (DType dtype : {DType::f64, DType::f32}) {
+    for (bool affine : {true, false}) {
+      GroupNormParams p{3, 1e-6, affine, true};
+      const Shape xs{2, 5, 7, 6};
+      const auto x = stored(normals(xs.numel(), 1), dtype), add = stored(normals(12, 2), dtype),
+                 gamma = stored(normals(6, 3), dtype), beta = stored(normals(6, 4), dtype);
+      const auto h = stored(run_on(AddParams{}, {xs, {2, 6}}, {x, add}, dtype), dtype);
+      std::vector<Shape> shapes{xs};
+      std::vector<std::vector<double>> composed_in{h}, fused_in{x};
+      if (affine) {
+        shapes.insert(shapes.end(), {Shape{6}, Shape{6}});
+        composed_in.insert(composed_in.end(), {gamma, beta});
+        fused_in.insert(fused_in.end(), {gamma, beta});
+      }
+      const auto composed = run_on(p, shapes, composed_in, dtype);
+      p.channel_add = true;
+      shapes.push_back({2, 6});
+      fused_in.push_back(add);
+      EXPECT_EQ(run_on(p, shapes, fused_in, dtype), composed) << dtype_name(dtype) << affine;
+    }
+  }
+}
+
+// Three weight parts and a residual: the stacked weight's product, plus r.
+TEST(FusedForward, LinearInPartsWithResidualIsOneLinearThenAdd) {
+  for (DType dtype : {DType::f64, DType::f32}) {
+    const Shape xs{2, 5, 7, 4}, ys{2, 5, 7, 9};
+    const auto x = stored(normals(xs.numel(), 1), dtype), r = stored(normals(ys.numel(), 2), dtype);
+    std::vector<double> w, b;
+    std::vector<std::vector<double>> parts_in{x};
+    for (int i = 0; i < 3; ++i) {
+      const auto wi = stored(normals(12, 10 + uint64_t(i)), dtype);
+      w.insert(w.end(), wi.begin(), wi.end());
+      parts_in.push_back(wi);
+    }
+    for (int i = 0; i < 3; ++i) {
+      const auto bi = stored(normals(3, 20 + uint64_t(i)), dtype);
+      b.insert(b.end(), bi.begin(), bi.end());
+      parts_in.push_back(bi);
+    }
+    const auto lin = stored(run_on(LinearParams{9}, {xs, {9, 4}, {9}}, {x, w, b}, dtype), dtype);
+    const auto composed = run_on(AddParams{}, {ys, ys}, {lin, r}, dtype);
+    parts_in.push_back(r);
+    LinearParams p{9, true, true, 3};
+    EXPECT_EQ(run_on(p, {xs, {3, 4}, {3, 4}, {3, 4}, {3}, {3}, {3}, ys}, parts_in, dtype), composed)
+        << dtype_name(dtype);
+  }
+}
+
+TEST(FusedForward, PackedAttentionIsAttentionOnTheThreeColumnBlocks) {
+  for (DType dtype : {DType::f64, DType::f32}) {
+    const int64_t c = 6;
+    const Shape s{2, 5, 7, c}, packed{2, 5, 7, 3 * c};
+    const auto qkv = stored(normals(packed.numel(), 1), dtype);
+    std::vector<std::vector<double>> split(3);
+    for (int64_t row = 0; row < packed.rows(); ++row)
+      for (int part = 0; part < 3; ++part)
+        for (int64_t e = 0; e < c; ++e)
+          split[size_t(part)].push_back(qkv[size_t(row * 3 * c + part * c + e)]);
+    const auto composed = run_on(AttentionParams{2, 3}, {s, s, s}, split, dtype);
+    EXPECT_EQ(run_on(AttentionParams{2, 3, 0, true}, {packed}, {qkv}, dtype), composed)
+        << dtype_name(dtype);
+  }
+}
+
+TEST(OpSignatures, FusedInputsAreChecked) {
+  auto message = [](const OpParams& p, std::vector<Shape> in) -> std::string {
+    try {
+      op_signature(p, in);
+    } catch (const ShapeError& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  Conv2dParams conv{4, 3, 3, 1, Padding2d::same(1), true, true};
+  EXPECT_NE(message(conv, {{1, 5, 5, 3}, {4, 3, 3, 3}, {4}, {1, 5, 5, 3}}).find("residual"),
+            std::string::npos);
+  EXPECT_NE(message(conv, {{1, 5, 5, 3}, {4, 3, 3, 3}, {4}}).find("expected 4 inputs"),
+            std::string::npos);
+  GroupNormParams gn{2, 1e-6, true, false, true};
+  EXPECT_NE(message(gn, {{2, 3, 3, 4}, {4}, {4}, {1, 4}}).find("channel_add"), std::string::npos);
+  EXPECT_NE(message(LinearParams{9, true, false, 2}, {{3, 4}, {4, 4}, {4, 4}, {4}, {4}})
+                .find("not divisible into 2"),
+            std::string::npos);
+  EXPECT_NE(message(LinearParams{8, true, true, 2}, {{3, 4}, {4, 4}, {4, 4}, {4}, {4}, {3, 4}})
+                .find("residual"),
+            std::string::npos);
+  EXPECT_NE(message(AttentionParams{2, 4, 0, true}, {{1, 4, 8}}).find("3 x heads"),
+            std::string::npos);
+  EXPECT_EQ(message(AttentionParams{2, 4, 0, true}, {{1, 4, 24}}), "no error");
+}
+
 TEST(OpSignatures, RejectBadShapesWithClearMessages) {
   auto message = [](const OpParams& p, std::vector<Shape> in) -> std::string {
     try {

@@ -40,6 +40,19 @@ TEST(Conv2dGrad, Kernel1Stride2) {
   check_gradients(conv(3, 1, 2, {}), {{1, 5, 7, 5}, {3, 1, 1, 5}, {3}});
 }
 
+// The fused residual: its gradient is dy, beside the convolution's.
+TEST(Conv2dGrad, WithResidual) {
+  Conv2dParams p = conv(5, 3, 1, Padding2d::same(1));
+  p.residual = true;
+  check_gradients(p, {{2, 5, 7, 3}, {5, 3, 3, 3}, {5}, {2, 5, 7, 5}});
+}
+
+TEST(Conv2dGrad, StridedWithResidualNoBias) {
+  Conv2dParams p = conv(4, 3, 2, {0, 1, 0, 1}, false);
+  p.residual = true;
+  check_gradients(p, {{2, 5, 7, 3}, {4, 3, 3, 3}, {2, 2, 3, 4}});
+}
+
 TEST(GroupNormGrad, AffineWithSilu) {
   check_gradients(GroupNormParams{3, 1e-6, true, true}, {{2, 5, 7, 6}, {6}, {6}});
 }
@@ -56,12 +69,42 @@ TEST(GroupNormGrad, TokensLayout) {
   check_gradients(GroupNormParams{1, 1e-6, true, false}, {{2, 9, 3}, {3}, {3}});
 }
 
+// The per-channel add before the normalisation (the ResBlock's time embedding).
+TEST(GroupNormGrad, ChannelAddAffineWithSilu) {
+  check_gradients(GroupNormParams{3, 1e-6, true, true, true}, {{2, 5, 7, 6}, {6}, {6}, {2, 6}});
+}
+
+// Two channels a group: with one, dL/dbias (a sum over the group's pixels of
+// a normalisation's input gradient) is zero whatever the rule computes.
+TEST(GroupNormGrad, ChannelAddNoAffine) {
+  check_gradients(GroupNormParams{5, 1e-6, false, true, true}, {{3, 5, 7, 10}, {3, 10}});
+}
+
+TEST(GroupNormGrad, ChannelAddTokensWithoutSilu) {
+  check_gradients(GroupNormParams{1, 1e-6, true, false, true}, {{2, 9, 3}, {3}, {3}, {2, 3}});
+}
+
 TEST(LinearGrad, Matrix) {
   check_gradients(LinearParams{7}, {{3, 5}, {7, 5}, {7}});
 }
 
 TEST(LinearGrad, OverMapNoBias) {
   check_gradients(LinearParams{5, false}, {{2, 5, 7, 6}, {5, 6}});
+}
+
+// Three stacked weight parts (the fused QKV projection), with bias.
+TEST(LinearGrad, ThreePartsOverMap) {
+  check_gradients(LinearParams{9, true, false, 3},
+                  {{2, 5, 7, 4}, {3, 4}, {3, 4}, {3, 4}, {3}, {3}, {3}});
+}
+
+// The fused residual, alone and with parts without bias.
+TEST(LinearGrad, WithResidual) {
+  check_gradients(LinearParams{5, true, true}, {{3, 4, 6}, {5, 6}, {5}, {3, 4, 5}});
+}
+
+TEST(LinearGrad, TwoPartsNoBiasWithResidual) {
+  check_gradients(LinearParams{6, false, true, 2}, {{2, 5, 7, 4}, {3, 4}, {3, 4}, {2, 5, 7, 6}});
 }
 
 TEST(AttentionGrad, OneHeadOverMap) {
@@ -77,6 +120,15 @@ TEST(AttentionGrad, TwoHeadsCustomScale) {
 TEST(AttentionGrad, FourHeadsTokens) {
   const Shape s{3, 9, 8};
   check_gradients(AttentionParams{4, 2}, {s, s, s});
+}
+
+// q, k and v packed side by side in one [.., 3C] input.
+TEST(AttentionGrad, PackedQkvTwoHeads) {
+  check_gradients(AttentionParams{2, 3, 0, true}, {{2, 5, 7, 18}});
+}
+
+TEST(AttentionGrad, PackedQkvOneHeadTokens) {
+  check_gradients(AttentionParams{1, 4, 0.6, true}, {{3, 9, 12}});
 }
 
 TEST(SiluGrad, Map) {

@@ -15,6 +15,11 @@ TEST(OptimizerGolden, CpuUpdaterMatchesTorchAdamWAndDiffusersEma) {
   testing::expect_updater_matches_golden(cpu, make_cpu_parameter_updater);
 }
 
+TEST(OptimizerGolden, CpuUpdaterSkipsNonFiniteGradients) {
+  CpuBackend cpu;
+  testing::expect_updater_skips_non_finite_gradients(cpu, make_cpu_parameter_updater);
+}
+
 // "none" is not a diffusers mode: the paper's constant decay (and the old
 // behaviour), with update_after_step and min_decay still applying.
 TEST(EmaSchedule, ConstantDecayWithoutWarmup) {

@@ -3,10 +3,12 @@
 // what does not fit, and sampling is deterministic per image.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
 #include "engine/checkpoint/errors.h"
+#include "engine/checkpoint/safetensors.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model_io.h"
 #include "engine/sampler.h"
@@ -84,6 +86,79 @@ TEST(Trainer, ResumeContinuesBitwise) {
   EXPECT_EQ(resumed.ema(), straight.ema());
   EXPECT_EQ(resumed.train_step().loss, straight.train_step().loss);
   fs::remove_all(dir.parent_path());
+}
+
+// A v1 training state (before the fusions: each attention projection's
+// weight and bias together, the unfused graph's layout) still resumes: the
+// buffers are moved by parameter name into the fused layout. The v1 file is
+// made here from a v2 one by placing every parameter at its unfused offset.
+TEST(Trainer, ResumesAVersion1StateInTheUnfusedLayout) {
+  const ImageDataset data = squares(8);
+  const TrainConfig c = tiny_config();
+  CpuBackend cpu;
+  const fs::path dir = fresh_dir("v1") / "checkpoint";
+  Trainer t(c, data, cpu);
+  for (int i = 0; i < 2; ++i) t.train_step();
+  t.save_checkpoint(dir);
+
+  UNetBuildOptions o;
+  o.fuse = false;
+  const Graph unfused = build_unet(c.model, o).graph;
+  const Graph& fused = t.unet().graph;
+  StFile state = read_safetensors(dir / "training_state.safetensors");
+  bool moved = false;  // the test needs a layout that differs
+  for (auto& [name, tensor] : state.tensors) {
+    const std::vector<float> v2 = to_f32(tensor);
+    std::vector<float> v1(size_t(unfused.param_buffer_elements), 0.0f);
+    for (ValueId id : fused.parameters()) {
+      const Value& p = fused.values[size_t(id)];
+      const Value& q = unfused.values[size_t(unfused.find(p.name))];
+      moved |= p.param_offset != q.param_offset;
+      std::copy_n(v2.begin() + p.param_offset, p.shape.numel(), v1.begin() + q.param_offset);
+    }
+    tensor = from_f32(v1, {int64_t(v1.size())}, DType::f32);
+  }
+  ASSERT_TRUE(moved) << "the fused and unfused layouts are the same: nothing is tested";
+  state.metadata["format"] = "ddpm_cuda.training_state.v1";
+  write_safetensors(dir / "training_state.safetensors", state);
+
+  Trainer resumed(c, data, cpu);
+  resumed.resume(dir);
+  EXPECT_EQ(resumed.parameters(), t.parameters());
+  EXPECT_EQ(resumed.ema(), t.ema());
+  EXPECT_EQ(resumed.train_step().loss, t.train_step().loss);  // Adam moments too
+  state.metadata["format"] = "ddpm_cuda.training_state.v0";
+  write_safetensors(dir / "training_state.safetensors", state);
+  Trainer rejected(c, data, cpu);
+  EXPECT_THROW(rejected.resume(dir), CheckpointError);
+  fs::remove_all(dir.parent_path());
+}
+
+// enqueue_step + collect_metrics (how the app drives a device that runs
+// ahead) is train_step, bit for bit; metrics are handed out once.
+TEST(Trainer, EnqueuedStepsAreCollectedInOrder) {
+  const ImageDataset data = squares(10);
+  const TrainConfig c = tiny_config();
+  CpuBackend cpu;
+  Trainer one_by_one(c, data, cpu), ahead(c, data, cpu);
+  std::vector<StepMetrics> want;
+  for (int i = 0; i < 3; ++i) want.push_back(one_by_one.train_step());
+  for (int i = 0; i < 3; ++i) ahead.enqueue_step();
+  EXPECT_EQ(ahead.step(), 3);
+  const std::vector<StepMetrics> got = ahead.collect_metrics();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].step, int64_t(i) + 1);
+    EXPECT_EQ(got[i].step, want[i].step);
+    EXPECT_EQ(got[i].loss, want[i].loss);
+    EXPECT_EQ(got[i].grad_norm, want[i].grad_norm);
+    EXPECT_EQ(got[i].learning_rate, want[i].learning_rate);
+    EXPECT_EQ(got[i].ema_decay, want[i].ema_decay);
+  }
+  EXPECT_GT(got[1].learning_rate, got[0].learning_rate);  // the warmup: lr filled per step
+  EXPECT_TRUE(ahead.collect_metrics().empty());
+  EXPECT_EQ(ahead.parameters(), one_by_one.parameters());
+  EXPECT_EQ(ahead.ema(), one_by_one.ema());
 }
 
 TEST(Trainer, CheckpointIsADiffusersPipelineWithEmaWeights) {

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libgtest-dev nlohmann-json3-dev libopenblas-dev libcli11-dev
   zlib1g-dev libpng-dev
+  clang libclang-rt-dev  # tests/fuzz: clang++ and its libFuzzer and sanitizer runtimes
   dataset-fashion-mnist
   python3
 )

@@ -90,7 +90,10 @@ std::string now_utc() {
 // One timed (layer, op, implementation); ms < 0 with `error` when it failed.
 struct Result {
   Result(std::string layer_, std::string op_, std::string impl_, int uses_, double macs_)
-      : layer(std::move(layer_)), op(std::move(op_)), impl(std::move(impl_)), uses(uses_),
+      : layer(std::move(layer_)),
+        op(std::move(op_)),
+        impl(std::move(impl_)),
+        uses(uses_),
         macs(macs_) {}
   std::string layer, op, impl;
   int uses = 0;

@@ -1,6 +1,7 @@
 // Helpers shared by the CPU reference ops.
 #pragma once
 
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -8,6 +9,11 @@
 #include "engine/backend.h"
 
 namespace ddpm::cpu {
+
+// Elements per task of the element-wise loops run on the thread pool: large
+// enough that a task's scheduling cost vanishes, small enough to balance two
+// loaded cores.
+constexpr int64_t kGrain = 16384;
 
 // Calls fn.template operator()<T>() with T the C++ type of a float dtype; the
 // CPU ops are written once as templates and run in f32 (the product) or f64

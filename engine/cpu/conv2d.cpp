@@ -1,11 +1,15 @@
 // conv2d on the CPU: im2col per image, then one GEMM against the OHWI weight
-// (which is already the [O, kh*kw*C] matrix the GEMM wants).
+// (which is already the [O, kh*kw*C] matrix the GEMM wants); the residual, when
+// the op has one, is added after the GEMM (y = (bias + conv) + r, the order of
+// the unfused conv followed by add).
 #include <algorithm>
 #include <vector>
 
 #include "engine/cpu/common.h"
+#include "engine/cpu/fast/ops.h"
 #include "engine/cpu/gemm.h"
 #include "engine/cpu/ops.h"
+#include "engine/cpu/thread_pool.h"
 
 namespace ddpm::cpu {
 
@@ -27,8 +31,7 @@ ConvGeometry geometry(const Conv2dParams& p, const Shape& x, const Shape& y) {
 // col[pixel, (ky, kx, ci)] = x[iy, ix, ci] or 0 outside the image.
 template <typename T>
 void im2col(const ConvGeometry& g, const T* x, T* col) {
-#pragma omp parallel for
-  for (int64_t oy = 0; oy < g.ho; ++oy)
+  parallel_for(g.ho, [&](int64_t oy) {
     for (int64_t ox = 0; ox < g.wo; ++ox) {
       T* row = col + (oy * g.wo + ox) * g.k();
       for (int ky = 0; ky < g.kh; ++ky)
@@ -43,6 +46,7 @@ void im2col(const ConvGeometry& g, const T* x, T* col) {
           }
         }
     }
+  });
 }
 
 // The adjoint of im2col: dx[iy, ix, ci] += dcol[pixel, (ky, kx, ci)]. Serial:
@@ -86,11 +90,13 @@ void im2col_chunk(const ConvGeometry& g, const T* x, int64_t count, T* col) {
 }
 
 void forward(const Conv2dParams& p, const ForwardArgs& a) {
+  if (fast::try_fast(p, a, a.inputs[0].dtype)) return;
   dispatch_float(a.inputs[0].dtype, "conv2d", [&]<typename T>() {
     const ConvGeometry g = geometry(p, a.inputs[0].shape, a.outputs[0].shape);
     const T* x = a.inputs[0].ptr<T>();
     const T* w = a.inputs[1].ptr<T>();
     const T* b = p.bias ? a.inputs[2].ptr<T>() : nullptr;
+    const T* r = p.residual ? a.inputs.back().ptr<T>() : nullptr;
     T* y = a.outputs[0].ptr<T>();
     const bool pointwise = is_pointwise(g);
     const int64_t chunk = pointwise ? g.n : chunk_images(g, sizeof(T));
@@ -105,16 +111,24 @@ void forward(const Conv2dParams& p, const ForwardArgs& a) {
       gemm<T>(false, true, int(rows), int(g.o), int(g.k()), T(1), pointwise ? xn : col.data(),
               int(g.k()), w, int(g.k()), T(1), yn, int(g.o));
     }
+    if (r)
+      parallel_for_chunks(g.n * g.pixels() * g.o, kGrain, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) y[i] += r[i];
+      });
   });
 }
 
 void backward(const Conv2dParams& p, const BackwardArgs& a) {
+  if (fast::try_fast(p, a, a.inputs[1].dtype)) return;
   dispatch_float(a.inputs[1].dtype, "conv2d", [&]<typename T>() {
     const ConvGeometry g = geometry(p, a.inputs[0].shape, a.grad_outputs[0].shape);
     const T* dy = a.grad_outputs[0].ptr<T>();
     T* dx = begin_grad<T>(a.grad_inputs[0]);
     T* dw = begin_grad<T>(a.grad_inputs[1]);
     T* db = p.bias ? begin_grad<T>(a.grad_inputs[2]) : nullptr;
+    // The residual's gradient is dy itself (added like every other one here,
+    // so a residual that is x itself needs no special case).
+    T* dr = p.residual ? begin_grad<T>(a.grad_inputs.back()) : nullptr;
     const T* w = a.inputs[1].ptr<T>();
     const bool pointwise = is_pointwise(g);
     const int64_t chunk = pointwise ? g.n : chunk_images(g, sizeof(T));
@@ -141,12 +155,16 @@ void backward(const Conv2dParams& p, const BackwardArgs& a) {
         } else {
           gemm<T>(false, false, int(rows), int(g.k()), int(g.o), T(1), dyn, int(g.o), w, int(g.k()),
                   T(0), col.data(), int(g.k()));
-#pragma omp parallel for
-          for (int64_t i = 0; i < count; ++i)
+          parallel_for(count, [&](int64_t i) {
             col2im_add(g, col.data() + i * g.pixels() * g.k(), dxn + i * g.h * g.w * g.c);
+          });
         }
       }
     }
+    if (dr)
+      parallel_for_chunks(g.n * g.pixels() * g.o, kGrain, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) dr[i] += dy[i];
+      });
   });
 }
 

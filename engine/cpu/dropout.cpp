@@ -3,6 +3,7 @@
 // CUDA kernel, agree on the mask without storing it.
 #include "engine/cpu/common.h"
 #include "engine/cpu/ops.h"
+#include "engine/cpu/thread_pool.h"
 #include "engine/random.h"
 
 namespace ddpm::cpu {
@@ -31,8 +32,10 @@ void forward(const DropoutParams& p, const ForwardArgs& a) {
     const int64_t n = a.inputs[0].numel();
     const bool on = active(p, a.ctx);
     const T inv_keep = T(1.0 / (1.0 - p.p));
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; ++i) y[i] = !on ? x[i] : keep(p, a.ctx, i) ? x[i] * inv_keep : T(0);
+    parallel_for_chunks(n, kGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        y[i] = !on ? x[i] : keep(p, a.ctx, i) ? x[i] * inv_keep : T(0);
+    });
   });
 }
 
@@ -44,9 +47,10 @@ void backward(const DropoutParams& p, const BackwardArgs& a) {
     const int64_t n = a.grad_outputs[0].numel();
     const bool on = active(p, a.ctx);
     const T inv_keep = T(1.0 / (1.0 - p.p));
-#pragma omp parallel for
-    for (int64_t i = 0; i < n; ++i)
-      dx[i] += !on ? dy[i] : keep(p, a.ctx, i) ? dy[i] * inv_keep : T(0);
+    parallel_for_chunks(n, kGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        dx[i] += !on ? dy[i] : keep(p, a.ctx, i) ? dy[i] * inv_keep : T(0);
+    });
   });
 }
 

@@ -1,6 +1,11 @@
-// Mean squared error on the CPU, summed in double.
+// Mean squared error on the CPU, summed in double: one partial per fixed
+// chunk of elements, the partials added in chunk order, so the loss does not
+// depend on the number of threads.
+#include <vector>
+
 #include "engine/cpu/common.h"
 #include "engine/cpu/ops.h"
+#include "engine/cpu/thread_pool.h"
 
 namespace ddpm::cpu {
 
@@ -9,12 +14,17 @@ void forward(const MseLossParams&, const ForwardArgs& a) {
     const T* x = a.inputs[0].ptr<T>();
     const T* t = a.inputs[1].ptr<T>();
     const int64_t n = a.inputs[0].numel();
+    std::vector<double> parts(static_cast<size_t>((n + kGrain - 1) / kGrain));
+    parallel_for_chunks(n, kGrain, [&](int64_t i0, int64_t i1) {
+      double s = 0;
+      for (int64_t i = i0; i < i1; ++i) {
+        const double d = double(x[i]) - double(t[i]);
+        s += d * d;
+      }
+      parts[static_cast<size_t>(i0 / kGrain)] = s;
+    });
     double sum = 0;
-#pragma omp parallel for reduction(+ : sum)
-    for (int64_t i = 0; i < n; ++i) {
-      const double d = double(x[i]) - double(t[i]);
-      sum += d * d;
-    }
+    for (double s : parts) sum += s;
     a.outputs[0].ptr<T>()[0] = T(sum / double(n));
   });
 }
@@ -28,11 +38,13 @@ void backward(const MseLossParams&, const BackwardArgs& a) {
     const T g = a.grad_outputs[0].ptr<T>()[0] * T(2) / T(n);
     T* dx = begin_grad<T>(a.grad_inputs[0]);
     T* dt = begin_grad<T>(a.grad_inputs[1]);
-    for (int64_t i = 0; i < n; ++i) {
-      const T d = g * (x[i] - t[i]);
-      if (dx) dx[i] += d;
-      if (dt) dt[i] -= d;
-    }
+    parallel_for_chunks(n, kGrain, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const T d = g * (x[i] - t[i]);
+        if (dx) dx[i] += d;
+        if (dt) dt[i] -= d;
+      }
+    });
   });
 }
 

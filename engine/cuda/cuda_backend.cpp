@@ -3,6 +3,7 @@
 #include "engine/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdio>
 #include <stdexcept>
 #include <string>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "engine/cuda/cuda_ops.h"
+#include "engine/cuda/nvtx_ranges.h"
 #include "kernels/check.cuh"
 #include "kernels/reduce.cuh"
 
@@ -51,9 +53,19 @@ class CudaBackend::Env final : public cuda::OpEnv {
       DDPM_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
       owns_stream_ = true;
     }
+    // 1 as f32 (bytes 0-3) and as f64 (bytes 8-15): what set_to_one copies.
+    struct Ones {
+      float f32 = 1;
+      double f64 = 1;
+    };
+    static_assert(offsetof(Ones, f64) == 8);
+    const Ones ones;
+    DDPM_CUDA_CHECK(cudaMalloc(&ones_, sizeof ones));
+    DDPM_CUDA_CHECK(cudaMemcpy(ones_, &ones, sizeof ones, cudaMemcpyHostToDevice));
   }
   ~Env() override {
     log_cuda_error(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    if (ones_) log_cuda_error(cudaFree(ones_), "cudaFree (constants)");
     if (workspace_) log_cuda_error(cudaFree(workspace_), "cudaFree (workspace)");
     if (owns_stream_) log_cuda_error(cudaStreamDestroy(stream_), "cudaStreamDestroy");
   }
@@ -85,6 +97,10 @@ class CudaBackend::Env final : public cuda::OpEnv {
     capacity_ = grown;
   }
   size_t capacity() const { return capacity_; }
+  // Device memory holding 1 in `dtype` (f32 or f64).
+  const void* one(DType dtype) const {
+    return static_cast<const char*>(ones_) + (dtype == DType::f64 ? 8 : 0);
+  }
 
  private:
   kernels::ConvImpl conv_;
@@ -93,6 +109,7 @@ class CudaBackend::Env final : public cuda::OpEnv {
   bool owns_stream_ = false;
   void* workspace_ = nullptr;
   size_t capacity_ = 0;
+  void* ones_ = nullptr;
 };
 
 CudaBackend::CudaBackend(const CudaBackendOptions& options) : options_(options) {
@@ -162,6 +179,14 @@ void CudaBackend::synchronize() {
   DDPM_CUDA_CHECK(cudaStreamSynchronize(env_->stream()));
 }
 
+void CudaBackend::set_to_one(const Tensor& t) {
+  if (t.numel() != 1 || t.device != Device::cuda ||
+      (t.dtype != DType::f32 && t.dtype != DType::f64))
+    throw std::invalid_argument("cuda backend: set_to_one needs one f32 or f64 element");
+  DDPM_CUDA_CHECK(cudaMemcpyAsync(t.data, env_->one(t.dtype), dtype_size(t.dtype),
+                                  cudaMemcpyDeviceToDevice, env_->stream()));
+}
+
 // ---- ops --------------------------------------------------------------------------
 
 namespace {
@@ -198,7 +223,10 @@ void run_rule(const char* direction, const Node& node, Rule&& rule) {
 
 }  // namespace
 
+// Each op in an NVTX range named by its node (e.g. down_blocks.1.resnets.0.conv1),
+// coloured by direction (engine/cuda/nvtx_ranges.h).
 void CudaBackend::forward(const Node& node, const ForwardArgs& args) {
+  const nvtx::Range range(node.name.c_str(), nvtx::Phase::forward);
   run_rule("forward", node, [&] {
     check_tensors(args.inputs, "input");
     check_tensors(args.outputs, "output");
@@ -207,6 +235,7 @@ void CudaBackend::forward(const Node& node, const ForwardArgs& args) {
 }
 
 void CudaBackend::backward(const Node& node, const BackwardArgs& args) {
+  const nvtx::Range range(node.name.c_str(), nvtx::Phase::backward);
   run_rule("backward", node, [&] {
     check_tensors(args.inputs, "input");
     check_tensors(args.outputs, "output");

@@ -52,6 +52,9 @@ class CudaBackend : public Backend {
   void copy_from_host(void* dst, const void* src, size_t bytes) override;
   void copy_to_host(void* dst, const void* src, size_t bytes) override;
   void synchronize() override;
+  // A device-to-device copy from a constant the backend holds: no host
+  // synchronisation (capturable).
+  void set_to_one(const Tensor& t) override;
 
   // Enqueue one op. Errors (a non-f32 tensor, a host tensor, a shape a kernel
   // rejects, a CUDA error) name the op and the node.

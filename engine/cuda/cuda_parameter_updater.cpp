@@ -27,86 +27,83 @@ kernels::AdamWEmaConfig kernel_config(const OptimizerSettings& s) {
   return c;
 }
 
-class CudaParameterUpdater final : public ParameterUpdater {
- public:
-  CudaParameterUpdater(CudaBackend& backend, const Tensor& params, const OptimizerSettings& s)
-      : backend_(backend),
-        config_(kernel_config(s)),
-        n_(params.numel()),
-        m_(backend, params.bytes()),
-        v_(backend, params.bytes()),
-        ema_(backend, params.bytes()),
-        scalars_(backend, sizeof(DeviceScalars)),
-        workspace_(backend, kernels::grad_norm_workspace_bytes(params.numel())) {
-    backend_.fill_zero(m_.data(), m_.bytes());
-    backend_.fill_zero(v_.data(), v_.bytes());
-    if (n_ > 0)
-      DDPM_CUDA_CHECK(cudaMemcpyAsync(ema_.data(), params.data, params.bytes(),
-                                      cudaMemcpyDeviceToDevice, backend_.stream()));
-    backend_.synchronize();
-  }
-
-  double step(const Tensor& params, const Tensor& grads, int64_t step) override {
-    check(params, "parameters");
-    check(grads, "gradients");
-    if (step < 1 || step > int64_t(UINT32_MAX))
-      throw std::invalid_argument("cuda parameter updater: step " + std::to_string(step) +
-                                  " out of range (counts from 1)");
-    auto* scalars = static_cast<DeviceScalars*>(scalars_.data());
-    const auto step32 = uint32_t(step);
-    backend_.copy_from_host(&scalars->step, &step32, sizeof step32);
-    const cudaStream_t stream = backend_.stream();
-    const auto* g = static_cast<const float*>(grads.data);
-    kernels::grad_norm(g, n_, &scalars->norm, workspace_.data(), stream);
-    kernels::adamw_ema_step(static_cast<float*>(params.data), g, floats(m_), floats(v_),
-                            floats(ema_), n_, &scalars->step, &scalars->norm, config_, stream);
-    float norm = 0;
-    backend_.copy_to_host(&norm, &scalars->norm, sizeof norm);  // waits for the step
-    return norm;
-  }
-
-  std::vector<float> read(Slot slot) const override {
-    std::vector<float> host(static_cast<size_t>(n_));
-    backend_.copy_to_host(host.data(), buffer(slot).data(), host.size() * sizeof(float));
-    return host;
-  }
-
-  void write(Slot slot, std::span<const float> values) override {
-    if (values.size() != size_t(n_))
-      throw std::invalid_argument("cuda parameter updater: " + std::to_string(values.size()) +
-                                  " values for a state of " + std::to_string(n_));
-    backend_.copy_from_host(buffer(slot).data(), values.data(), values.size() * sizeof(float));
-  }
-
- private:
-  // The step's device-side scalars: what the kernels read (step) and write (norm).
-  struct DeviceScalars {
-    uint32_t step;
-    float norm;
-  };
-
-  void check(const Tensor& t, const char* what) const {
-    if (t.numel() != n_ || t.dtype != DType::f32 || t.device != Device::cuda)
-      throw std::invalid_argument(std::string("cuda parameter updater: ") + what +
-                                  " are not the f32 CUDA buffer of " + std::to_string(n_) +
-                                  " elements it was made for");
-  }
-  const DeviceBuffer& buffer(Slot s) const {
-    return s == Slot::adam_m ? m_ : s == Slot::adam_v ? v_ : ema_;
-  }
-  static float* floats(const DeviceBuffer& b) { return static_cast<float*>(b.data()); }
-
-  CudaBackend& backend_;
-  kernels::AdamWEmaConfig config_;
-  int64_t n_;
-  DeviceBuffer m_, v_, ema_, scalars_, workspace_;
-};
+float* floats(const DeviceBuffer& b) {
+  return static_cast<float*>(b.data());
+}
 
 }  // namespace
 
-std::unique_ptr<ParameterUpdater> make_cuda_parameter_updater(Backend& backend,
-                                                              const Tensor& params,
-                                                              const OptimizerSettings& settings) {
+CudaParameterUpdater::CudaParameterUpdater(CudaBackend& backend, const Tensor& params,
+                                           const OptimizerSettings& s)
+    : backend_(backend),
+      config_(kernel_config(s)),
+      n_(params.numel()),
+      m_(backend, params.bytes()),
+      v_(backend, params.bytes()),
+      ema_(backend, params.bytes()),
+      scalars_(backend, sizeof(DeviceScalars)),
+      workspace_(backend, kernels::grad_norm_workspace_bytes(params.numel())) {
+  check(params, "parameters");
+  backend_.fill_zero(m_.data(), m_.bytes());
+  backend_.fill_zero(v_.data(), v_.bytes());
+  if (n_ > 0)
+    DDPM_CUDA_CHECK(cudaMemcpyAsync(ema_.data(), params.data, params.bytes(),
+                                    cudaMemcpyDeviceToDevice, backend_.stream()));
+  backend_.synchronize();
+}
+
+void CudaParameterUpdater::enqueue(const Tensor& params, const Tensor& grads, const uint32_t* step,
+                                   float* norm) {
+  check(params, "parameters");
+  check(grads, "gradients");
+  if (!step || !norm)
+    throw std::invalid_argument("cuda parameter updater: step and norm must be device pointers");
+  const cudaStream_t stream = backend_.stream();
+  const auto* g = static_cast<const float*>(grads.data);
+  kernels::grad_norm(g, n_, norm, workspace_.data(), stream);
+  kernels::adamw_ema_step(static_cast<float*>(params.data), g, floats(m_), floats(v_), floats(ema_),
+                          n_, step, norm, config_, stream);
+}
+
+double CudaParameterUpdater::step(const Tensor& params, const Tensor& grads, int64_t step) {
+  if (step < 1 || step > int64_t(UINT32_MAX))
+    throw std::invalid_argument("cuda parameter updater: step " + std::to_string(step) +
+                                " out of range (counts from 1)");
+  auto* scalars = static_cast<DeviceScalars*>(scalars_.data());
+  const auto step32 = uint32_t(step);
+  backend_.copy_from_host(&scalars->step, &step32, sizeof step32);
+  enqueue(params, grads, &scalars->step, &scalars->norm);
+  float norm = 0;
+  backend_.copy_to_host(&norm, &scalars->norm, sizeof norm);  // waits for the step
+  return norm;
+}
+
+std::vector<float> CudaParameterUpdater::read(Slot slot) const {
+  std::vector<float> host(static_cast<size_t>(n_));
+  backend_.copy_to_host(host.data(), buffer(slot).data(), host.size() * sizeof(float));
+  return host;
+}
+
+void CudaParameterUpdater::write(Slot slot, std::span<const float> values) {
+  if (values.size() != size_t(n_))
+    throw std::invalid_argument("cuda parameter updater: " + std::to_string(values.size()) +
+                                " values for a state of " + std::to_string(n_));
+  backend_.copy_from_host(buffer(slot).data(), values.data(), values.size() * sizeof(float));
+}
+
+void CudaParameterUpdater::check(const Tensor& t, const char* what) const {
+  if (t.numel() != n_ || t.dtype != DType::f32 || t.device != Device::cuda)
+    throw std::invalid_argument(std::string("cuda parameter updater: ") + what +
+                                " are not the f32 CUDA buffer of " + std::to_string(n_) +
+                                " elements it was made for");
+}
+
+const DeviceBuffer& CudaParameterUpdater::buffer(Slot s) const {
+  return s == Slot::adam_m ? m_ : s == Slot::adam_v ? v_ : ema_;
+}
+
+std::unique_ptr<CudaParameterUpdater> make_cuda_updater(Backend& backend, const Tensor& params,
+                                                        const OptimizerSettings& settings) {
   auto* cuda = dynamic_cast<CudaBackend*>(&backend);
   if (!cuda)
     throw std::invalid_argument("cuda parameter updater: needs the CUDA backend, got " +
@@ -115,6 +112,12 @@ std::unique_ptr<ParameterUpdater> make_cuda_parameter_updater(Backend& backend,
     throw std::invalid_argument(
         "cuda parameter updater: the parameters must be an f32 CUDA buffer");
   return std::make_unique<CudaParameterUpdater>(*cuda, params, settings);
+}
+
+std::unique_ptr<ParameterUpdater> make_cuda_parameter_updater(Backend& backend,
+                                                              const Tensor& params,
+                                                              const OptimizerSettings& settings) {
+  return make_cuda_updater(backend, params, settings);
 }
 
 }  // namespace ddpm

@@ -5,7 +5,8 @@
 #include <string>
 
 #include "engine/cuda/cuda_backend.h"
-#include "engine/cuda/cuda_parameter_updater.h"
+#include "engine/cuda/device_sampler.h"
+#include "engine/cuda/device_training_step.h"
 #include "engine/device_runtime_internal.h"
 
 namespace ddpm {
@@ -45,7 +46,8 @@ DeviceRuntime make_cuda_runtime(const DeviceRuntimeOptions& options) {
   r.description = std::string("cuda: ") + prop.name + " (sm_" + std::to_string(prop.major) +
                   std::to_string(prop.minor) + ")";
   r.backend = std::make_unique<CudaBackend>(o);
-  r.make_updater = make_cuda_parameter_updater;
+  r.make_training_step = make_cuda_training_step;
+  r.make_sampling_loop = make_cuda_sampling_loop;
   return r;
 }
 

@@ -152,13 +152,14 @@ void backward(const TimestepEmbeddingParams&, const BackwardArgs& a, OpEnv& env)
 namespace {
 
 // The CPU's keying (engine/cpu/dropout.cpp): off outside training or at p = 0,
-// the step's low 32 bits.
+// the step's low 32 bits (read from device memory when the context has it
+// there: a captured training step).
 double active_p(const DropoutParams& p, const RunContext& ctx) {
   return ctx.training ? p.p : 0.0;
 }
 
 kernels::DropoutKey dropout_key(const DropoutParams& p, const RunContext& ctx) {
-  return {ctx.seed, static_cast<uint32_t>(ctx.step), p.salt};
+  return {ctx.seed, static_cast<uint32_t>(ctx.step), p.salt, ctx.device_step};
 }
 
 }  // namespace

@@ -36,12 +36,16 @@ namespace {
 // Inflates every gzip member in `in` (gzip allows several, concatenated).
 std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const fs::path& path) {
   std::vector<uint8_t> out;
-  // ISIZE, the last four bytes, is the uncompressed size mod 2^32: a good first guess.
+  // ISIZE, the last four bytes, is the uncompressed size mod 2^32: a good first
+  // guess. It is only a claim (a corrupt 20-byte file may say 4 GiB; found by
+  // tests/fuzz), so it is capped at what the input could inflate to: deflate
+  // expands at most 1032:1 (258 bytes from a 2-bit code).
   if (in.size() >= 18) {
     const size_t n = in.size();
     const uint32_t isize = uint32_t{in[n - 4]} | uint32_t{in[n - 3]} << 8 |
                            uint32_t{in[n - 2]} << 16 | uint32_t{in[n - 1]} << 24;
-    out.reserve(std::min<size_t>(isize, size_t{1} << 31));
+    constexpr size_t kMaxDeflateRatio = 1032;
+    out.reserve(std::min({size_t{isize}, size_t{1} << 31, n * kMaxDeflateRatio}));
   }
   struct Inflater {
     z_stream z{};

@@ -1,7 +1,10 @@
 // conv2d: 2-D convolution of an NHWC map (cross-correlation, as in PyTorch).
 // Inputs: x [N,H,W,C], weight [O,kh,kw,C] (OHWI: the layout implicit-GEMM
 // kernels read; diffusers' OIHW is converted at the checkpoint boundary),
-// bias [O] when `bias`. Output: y [N,Ho,Wo,O].
+// bias [O] when `bias`, then r [N,Ho,Wo,O] when `residual`.
+// Output: y [N,Ho,Wo,O] = conv(x, w) + bias + r.
+// The residual input is the ResBlock's skip connection added in the
+// convolution's epilogue (one op instead of conv + add); its gradient is dy.
 #pragma once
 
 #include "engine/ops/signature.h"
@@ -22,6 +25,7 @@ struct Conv2dParams {
   int stride = 1;
   Padding2d pad;
   bool bias = true;
+  bool residual = false;  // a last input added to the output
 };
 
 OpSignature signature(const Conv2dParams& p, std::span<const Shape> in);

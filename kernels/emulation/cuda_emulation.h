@@ -42,11 +42,46 @@
 //   - cuda_fp16.h / cuda_bf16.h, plus __hfma, hexp, hsqrt, hrsqrt, ... (intrinsics.h);
 //     fast-math and rounded float intrinsics, bit intrinsics, min/max, __ldg.
 //   - curand_kernel.h device API (Philox, XORWOW, MRG32k3a; not MTGP32).
-//   - Runtime API on host memory (runtime_api.cpp): cudaMalloc/Free/Memcpy/
-//     Memset (+Async, +Host, +Symbol), streams and events (synchronous),
-//     cudaGetLastError, cudaFuncSetAttribute, device properties of an H100-like
-//     device. cudaMalloc'd memory starts as 0xFF bytes; a copy or set whose
-//     device side is not inside one cudaMalloc block fails (cudaErrorInvalidValue).
+//   - Runtime API on host memory (runtime_api.cpp, stream_api.cpp): cudaMalloc/
+//     Free/Memcpy/Memset (+Async, +Host, +Symbol), streams and events (synchronous),
+//     cudaLaunchHostFunc, cudaGetLastError, cudaFuncSetAttribute, device
+//     properties of an H100-like device. cudaMalloc'd memory starts as 0xFF
+//     bytes; a copy or set whose device side is not inside one cudaMalloc
+//     block fails (cudaErrorInvalidValue).
+//   - Stream capture (capture.cpp): cudaStreamBeginCapture (global,
+//     thread-local, relaxed), cudaStreamBeginCaptureToGraph, EndCapture,
+//     IsCapturing, GetCaptureInfo, UpdateCaptureDependencies,
+//     cudaThreadExchangeStreamCaptureMode. Work on a capturing stream is
+//     recorded, not run: kernel launches with their arguments copied at
+//     capture time (a host variable changed afterwards is not seen by
+//     replays), cudaMemcpyAsync, cudaMemsetAsync, cudaLaunchHostFunc.
+//     cudaEventRecord / cudaStreamWaitEvent fork other streams into the
+//     capture and join them back. Refused as the driver refuses them, with
+//     its error codes, invalidating the capture (EndCapture then returns
+//     cudaErrorStreamCaptureInvalidated and no graph): unsafe calls while the
+//     thread's capture mode forbids them (cudaMalloc/Free/MallocHost/FreeHost,
+//     cudaMemcpy, cudaMemset, cudaMemcpy{To,From}Symbol, cudaStreamSynchronize,
+//     cudaEventSynchronize: cudaErrorStreamCaptureUnsupported); in any mode,
+//     cudaDeviceSynchronize, synchronising or querying a capturing stream
+//     (cudaErrorStreamCaptureUnsupported), legacy-stream work while a blocking
+//     stream captures (cudaErrorStreamCaptureImplicit), querying or
+//     synchronising an event recorded in a capture (cudaErrorCapturedEvent),
+//     waiting on an uncaptured event (cudaErrorStreamCaptureIsolation).
+//   - CUDA graphs (graph_api.cpp, graph_exec.cpp): cudaGraphCreate/Destroy,
+//     GetNodes, NodeGetType, AddNode (conditional, empty, host and memset
+//     nodes), cudaGraphConditionalHandleCreate (cudaGraphCondAssignDefault
+//     re-assigns the default at every launch), conditional WHILE, IF (with
+//     ELSE) and SWITCH nodes whose bodies are filled by
+//     cudaStreamBeginCaptureToGraph, cudaGraphSetConditional from kernels
+//     (device_runtime.h); cudaGraphInstantiate(WithFlags), ExecUpdate,
+//     ExecDestroy, Upload, Launch (synchronous, nodes in a dependency order
+//     that runs the newest ready node first, so a missing join shows). A host
+//     node inside a conditional body fails instantiation (cudaErrorInvalidValue),
+//     as does a second executable graph of a graph with conditional nodes.
+//     A WHILE node stops after DDPM_EMU_MAX_WHILE_ITERATIONS (default 2^24)
+//     iterations with a KernelError rather than hang.
+//   - Counters (ddpm::emu::stats()): kernel launches, graph launches, captured
+//     launches, conditional body runs, host synchronisations, copies, sets.
 //
 // Checked (ddpm::emu::KernelError thrown by the launch, naming kernel, block
 // and threads): divergent __syncthreads (threads at different barriers, or some
@@ -63,8 +98,12 @@
 // mbarrier), cooperative groups, clusters and distributed shared memory,
 // grid-wide sync or spinning on other blocks, textures and surfaces, dynamic
 // parallelism, CUB/CCCL device internals, <mma.h> (WMMA), timing and
-// occupancy, __noinline__ (left undefined: defining it would break
-// __attribute__((__noinline__)) in system headers). __CUDA_ARCH__ is not
+// occupancy; in graphs: kernel and memcpy nodes built by cudaGraphAddNode
+// (capture them instead), child graph, event, memory allocation and external
+// semaphore nodes, stream-ordered allocation (cudaMallocAsync) during capture,
+// cudaGraphLaunch into a capturing stream, device-launched graphs (each is
+// refused with an error naming it); __noinline__ (left undefined: defining it
+// would break __attribute__((__noinline__)) in system headers). __CUDA_ARCH__ is not
 // defined, so `#if __CUDA_ARCH__ >= ...` code takes its fallback branch. A raw
 // `extern __shared__ T name[];` declaration compiles but does not link: use
 // DDPM_DYNAMIC_SHARED. Static __shared__ arrays are thread_local storage, which
@@ -122,6 +161,7 @@
 // keep their host_defines.h meanings.
 
 #include "atomics.h"
+#include "device_runtime.h"
 #include "emulator.h"
 #include "intrinsics.h"
 #include "launch.h"

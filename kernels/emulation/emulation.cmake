@@ -57,11 +57,16 @@ endif()
 set(DDPM_EMULATION_RUNTIME_SOURCES
     ${DDPM_EMULATION_DIR}/block_diagnostics.cpp
     ${DDPM_EMULATION_DIR}/block_scheduler.cpp
+    ${DDPM_EMULATION_DIR}/capture.cpp
     ${DDPM_EMULATION_DIR}/fiber.cpp
     ${DDPM_EMULATION_DIR}/fiber_switch_x86_64.cpp
+    ${DDPM_EMULATION_DIR}/graph_api.cpp
+    ${DDPM_EMULATION_DIR}/graph_exec.cpp
     ${DDPM_EMULATION_DIR}/grid_launcher.cpp
+    ${DDPM_EMULATION_DIR}/profiler_api.cpp
     ${DDPM_EMULATION_DIR}/runtime_api.cpp
     ${DDPM_EMULATION_DIR}/shared_memory.cpp
+    ${DDPM_EMULATION_DIR}/stream_api.cpp
     ${DDPM_EMULATION_DIR}/warp_exchange.cpp)
 
 # ddpm_add_cuda_emulator(<name> [SANITIZE address|thread] [FIBERS asm|ucontext])

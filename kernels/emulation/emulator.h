@@ -87,10 +87,15 @@ struct KernelBody {
   const void* bound;
   const char* name;
   const void* kernel;  // the kernel's address (cudaFuncSetAttribute key)
+  // A heap copy of *bound, and its deleter: stream capture records the
+  // arguments by value at capture time, as the driver does.
+  void* (*copy_bound)(const void* bound);
+  void (*delete_bound)(void* bound);
 };
 
-// Validates the configuration (errors go to cudaGetLastError) and runs every
-// block; throws KernelError if a kernel check fails.
+// Validates the configuration (errors go to cudaGetLastError), then runs every
+// block, or, on a capturing stream, records the launch into the capture's
+// graph; throws KernelError if a kernel check fails.
 void launch_grid(const KernelBody& body, dim3 grid, dim3 block, std::size_t shmem_bytes,
                  cudaStream_t stream);
 
@@ -101,13 +106,24 @@ void invoke_bound(const void* bound) {
   std::apply([&b](auto... params) { b.kernel(params...); }, b.args);
 }
 
+template <class Bound>
+void* copy_bound(const void* bound) {
+  return new Bound(*static_cast<const Bound*>(bound));
+}
+
+template <class Bound>
+void delete_bound(void* bound) {
+  delete static_cast<Bound*>(bound);
+}
+
 }  // namespace detail
 
 // The emulated form of kernel<<<grid, block, shmem_bytes, stream>>>(args...).
 // The arguments convert to the kernel's parameter types as in a call (so a
 // literal 0 may bind to a pointer), are copied, and each CUDA thread receives
-// its own copy. Runs synchronously on the worker threads; the stream is only
-// checked for validity.
+// its own copy. Runs synchronously on the worker threads; on a stream that is
+// capturing a CUDA graph, the launch and a copy of its arguments are recorded
+// instead, and run when the graph is launched.
 template <class... Params>
 void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
             std::size_t shmem_bytes, cudaStream_t stream, std::type_identity_t<Params>... args) {
@@ -117,8 +133,12 @@ void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
     std::tuple<std::remove_cv_t<Params>...> args;
   };
   const Bound bound{kernel, {args...}};
-  const detail::KernelBody body{&detail::invoke_bound<Bound>, &bound, name,
-                                reinterpret_cast<const void*>(kernel)};
+  const detail::KernelBody body{&detail::invoke_bound<Bound>,
+                                &bound,
+                                name,
+                                reinterpret_cast<const void*>(kernel),
+                                &detail::copy_bound<Bound>,
+                                &detail::delete_bound<Bound>};
   detail::launch_grid(body, grid, block, shmem_bytes, stream);
 }
 

@@ -42,11 +42,26 @@ const char* fiber_implementation();
 // only the code. Example: "block (1025,1,1) has 1025 threads; the limit is 1024".
 std::string last_error_detail();
 
-// Work done since the last reset, to measure what the emulation costs.
+// Work done since the last reset: what the emulation costs, and what a GPU
+// would have been asked to do (launches per step, host synchronisations), so
+// tests can assert it.
 struct Stats {
-  std::uint64_t launches = 0;
+  std::uint64_t launches = 0;  // kernel grids run: eager launches and graph kernel nodes
   std::uint64_t blocks = 0;
   std::uint64_t fiber_switches = 0;  // one per baton hand-off between CUDA threads
+  // CUDA graphs and stream capture.
+  std::uint64_t graph_launches = 0;         // cudaGraphLaunch calls that ran a graph
+  std::uint64_t graph_kernel_launches = 0;  // of `launches`, those run as graph nodes
+  std::uint64_t captured_launches = 0;      // kernel launches recorded by stream capture
+  std::uint64_t conditional_bodies = 0;     // conditional body runs (WHILE iterations, ...)
+  // The host waiting for the device: cudaStreamSynchronize, cudaDeviceSynchronize,
+  // cudaEventSynchronize, synchronous copies (cudaMemcpy, cudaMemcpy{To,From}Symbol)
+  // and cudaMemcpyAsync from the device to pageable (not cudaMallocHost'd) host
+  // memory, which returns only once the copy is done. Graph nodes never count.
+  std::uint64_t host_synchronizations = 0;
+  std::uint64_t memcpys = 0;         // copies run: eager, async and graph nodes
+  std::uint64_t memsets = 0;         // sets run: eager, async and graph nodes
+  std::uint64_t host_functions = 0;  // cudaLaunchHostFunc calls and host nodes run
 };
 Stats stats();
 void reset_stats();

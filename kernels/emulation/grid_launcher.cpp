@@ -1,9 +1,10 @@
 // Launching a grid under the emulator: the configuration is checked as a GPU
-// checks it (failures go to cudaGetLastError), then the blocks are spread over
-// a pool of worker threads, each running one block at a time with its own
-// BlockScheduler, and the launch waits for them. A kernel error stops the grid
-// and is thrown as KernelError. Also the configuration and counters of
-// emulator_api.h.
+// checks it (failures go to cudaGetLastError); on a capturing stream the
+// launch is recorded with a copy of its arguments (capture.h); otherwise the
+// blocks are spread over a pool of worker threads, each running one block at
+// a time with its own BlockScheduler, and the launch waits for them. A kernel
+// error stops the grid and is thrown as KernelError. Also the configuration
+// and counters of emulator_api.h.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "block_scheduler.h"
+#include "capture.h"
 #include "emulator.h"
 #include "runtime_state.h"
 #include "sanitizer_hooks.h"
@@ -150,12 +152,58 @@ class WorkerPool {
   std::vector<std::thread> threads_;
 };
 
+// Counters kept outside the launch lock: capture and graph code may count
+// while a grid runs.
+struct Counters {
+  std::atomic<std::uint64_t> graph_launches{0}, captured_launches{0}, conditional_bodies{0},
+      host_synchronizations{0}, memcpys{0}, memsets{0}, host_functions{0};
+
+  std::atomic<std::uint64_t>& operator[](Counter c) {
+    switch (c) {
+      case Counter::kGraphLaunches:
+        return graph_launches;
+      case Counter::kCapturedLaunches:
+        return captured_launches;
+      case Counter::kConditionalBodies:
+        return conditional_bodies;
+      case Counter::kHostSynchronizations:
+        return host_synchronizations;
+      case Counter::kMemcpys:
+        return memcpys;
+      case Counter::kMemsets:
+        return memsets;
+      case Counter::kHostFunctions:
+        break;
+    }
+    return host_functions;
+  }
+  void copy_to(Stats& s) const {
+    s.graph_launches = graph_launches;
+    s.captured_launches = captured_launches;
+    s.conditional_bodies = conditional_bodies;
+    s.host_synchronizations = host_synchronizations;
+    s.memcpys = memcpys;
+    s.memsets = memsets;
+    s.host_functions = host_functions;
+  }
+  void reset() {
+    for (auto* c : {&graph_launches, &captured_launches, &conditional_bodies,
+                    &host_synchronizations, &memcpys, &memsets, &host_functions})
+      *c = 0;
+  }
+};
+
+Counters& counters() {
+  static auto* c = new Counters;
+  return *c;
+}
+
 struct LaunchState {
   std::mutex mutex;  // one grid at a time; guards everything below
   std::unique_ptr<WorkerPool> pool;
   int workers = 0;              // 0: the default
   std::size_t stack_bytes = 0;  // 0: the default
-  Stats stats;
+  Stats stats;                  // launches, blocks, fiber switches (the rest: counters())
   std::uint64_t switches_at_reset = 0;
 
   int effective_workers() const { return workers > 0 ? workers : default_worker_count(); }
@@ -224,6 +272,22 @@ ConfigError check_configuration(const KernelBody& body, dim3 grid, dim3 block,
   return {};
 }
 
+// The recorded form of a launch: the kernel and a heap copy of its bound
+// arguments, made now, as the driver copies kernel parameters at capture time.
+std::shared_ptr<const NodeOp> kernel_node(const KernelBody& body, dim3 grid, dim3 block,
+                                          std::size_t shmem_bytes) {
+  auto op = std::make_shared<NodeOp>();
+  op->type = cudaGraphNodeTypeKernel;
+  op->what = std::string("kernel '") + body.name + "'";
+  op->bound = std::shared_ptr<void>(body.copy_bound(body.bound), body.delete_bound);
+  op->kernel = body;
+  op->kernel.bound = op->bound.get();
+  op->grid = grid;
+  op->block = block;
+  op->shmem_bytes = shmem_bytes;
+  return op;
+}
+
 }  // namespace
 
 void launch_grid(const KernelBody& body, dim3 grid, dim3 block, std::size_t shmem_bytes,
@@ -238,7 +302,23 @@ void launch_grid(const KernelBody& body, dim3 grid, dim3 block, std::size_t shme
     std::fprintf(stderr, "ddpm emulator: %s (%s)\n", detail.c_str(), cudaGetErrorName(e.code));
     return;
   }
+  const std::string call = std::string("launch of '") + body.name + "'";
+  const Routed routed = capture_or_run(stream, call.c_str(),
+                                       [&] { return kernel_node(body, grid, block, shmem_bytes); });
+  if (routed.error) {
+    std::fprintf(stderr, "ddpm emulator: %s (%s)\n", last_error_detail().c_str(),
+                 cudaGetErrorName(routed.error));
+    return;
+  }
+  if (routed.recorded) {
+    tally(Counter::kCapturedLaunches);
+    return;
+  }
+  run_grid(body, grid, block, shmem_bytes, /*in_graph=*/false);
+}
 
+void run_grid(const KernelBody& body, dim3 grid, dim3 block, std::size_t shmem_bytes,
+              bool in_graph) {
   LaunchState& state = launch_state();
   std::lock_guard lock(state.mutex);
   GridJob job;
@@ -249,8 +329,13 @@ void launch_grid(const KernelBody& body, dim3 grid, dim3 block, std::size_t shme
   job.total_blocks = std::uint64_t{grid.x} * grid.y * grid.z;
   state.current_pool().run(job);
   ++state.stats.launches;
+  if (in_graph) ++state.stats.graph_kernel_launches;
   state.stats.blocks += std::min(job.next_block.load(), job.total_blocks);
   if (job.failed) throw KernelError("ddpm emulator: " + job.error);
+}
+
+void tally(Counter counter) {
+  ++counters()[counter];
 }
 
 }  // namespace detail
@@ -284,6 +369,7 @@ Stats stats() {
   std::lock_guard lock(state.mutex);
   Stats s = state.stats;
   if (state.pool) s.fiber_switches += state.pool->fiber_switches() - state.switches_at_reset;
+  detail::counters().copy_to(s);
   return s;
 }
 
@@ -292,6 +378,7 @@ void reset_stats() {
   std::lock_guard lock(state.mutex);
   state.stats = {};
   state.switches_at_reset = state.pool ? state.pool->fiber_switches() : 0;
+  detail::counters().reset();
 }
 
 }  // namespace ddpm::emu

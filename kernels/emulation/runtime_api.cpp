@@ -1,25 +1,28 @@
 // The CUDA runtime API for emulated builds, defined over the declarations of
 // cuda_runtime_api.h (so the same launcher and test code compiles; link this
-// instead of cudart). "Device" memory is host memory: cudaMalloc returns an
-// exact-size, 256-byte aligned heap block filled with 0xFF (NaN), so reads of
-// unwritten output show and ASan sees overruns. Copies and sets check that the
-// device side lies inside one cudaMalloc allocation, as a GPU would refuse a
-// host pointer. Streams and events exist but everything is synchronous.
-// The device looks like an H100 (132 SMs, 227 KB opt-in shared memory).
-// Functions not defined here fail to link: add them when a launcher needs one.
+// instead of cudart): errors, memory, device and function properties. Streams
+// and events are in stream_api.cpp, stream capture in capture.cpp, graphs in
+// graph_api.cpp and graph_exec.cpp. "Device" memory is host memory:
+// cudaMalloc returns an exact-size, 256-byte aligned heap block filled with
+// 0xFF (NaN), so reads of unwritten output show and ASan sees overruns. Copies
+// and sets check that the device side lies inside one cudaMalloc allocation,
+// as a GPU would refuse a host pointer. Everything runs synchronously; async
+// copies and sets on a capturing stream are recorded instead. The device
+// looks like an H100 (132 SMs, 227 KB opt-in shared memory). Functions not
+// defined here fail to link: add them when a launcher needs one.
 #include <cuda_runtime.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
-#include <set>
 #include <string>
 
+#include "capture.h"
 #include "emulator_api.h"
 #include "runtime_state.h"
 
@@ -34,18 +37,11 @@ constexpr std::align_val_t kDeviceAlignment{256};
 // overwritten by the static shared memory poisoning, which does not matter).
 thread_local cudaError_t t_last_error = cudaSuccess;
 
-struct Event {
-  std::chrono::steady_clock::time_point when;
-  bool recorded = false;
-};
-
 struct Registry {
   std::mutex mutex;
-  std::map<const unsigned char*, std::size_t> device;  // cudaMalloc / managed blocks
-  std::set<const void*> pinned_host;                   // cudaMallocHost / cudaHostAlloc
-  std::set<cudaStream_t> streams;
-  std::map<cudaEvent_t, Event> events;
-  std::map<const void*, std::size_t> max_dynamic_shared;  // per kernel
+  std::map<const unsigned char*, std::size_t> device;       // cudaMalloc / managed blocks
+  std::map<const unsigned char*, std::size_t> pinned_host;  // cudaMallocHost / cudaHostAlloc
+  std::map<const void*, std::size_t> max_dynamic_shared;    // per kernel
   std::string last_detail;
 };
 
@@ -54,41 +50,32 @@ Registry& registry() {
   return *r;
 }
 
-cudaError_t fail(cudaError_t code, const std::string& detail) {
-  record_launch_error(code, detail);
-  return code;
-}
-
 std::string pointer_text(const void* p) {
   char text[32];
   std::snprintf(text, sizeof text, "%p", p);
   return text;
 }
 
-// True if [p, p + bytes) lies inside one device allocation. Caller holds the mutex.
-bool inside_device_allocation(const Registry& r, const void* p, std::size_t bytes) {
+// True if [p, p + bytes) lies inside one block of `blocks`. Caller holds the mutex.
+bool inside_block(const std::map<const unsigned char*, std::size_t>& blocks, const void* p,
+                  std::size_t bytes) {
   const auto* a = static_cast<const unsigned char*>(p);
-  auto it = r.device.upper_bound(a);
-  if (it == r.device.begin()) return false;
+  auto it = blocks.upper_bound(a);
+  if (it == blocks.begin()) return false;
   --it;
   return a >= it->first && a + bytes <= it->first + it->second;
 }
 
 cudaError_t check_device_range(const void* p, std::size_t bytes, const char* call,
                                const char* role) {
-  Registry& r = registry();
-  bool inside;
-  {
-    std::lock_guard lock(r.mutex);
-    inside = inside_device_allocation(r, p, bytes);
-  }
-  if (inside) return cudaSuccess;
+  if (inside_device_allocation(p, bytes)) return cudaSuccess;
   return fail(cudaErrorInvalidValue, std::string(call) + ": " + role + " " + pointer_text(p) +
                                          " + " + std::to_string(bytes) +
                                          " bytes is not inside one cudaMalloc allocation");
 }
 
 cudaError_t allocate_device(void** out, std::size_t bytes, const char* call) {
+  if (cudaError_t e = check_unsafe_call(call)) return e;
   if (!out) return fail(cudaErrorInvalidValue, std::string(call) + ": null output pointer");
   *out = nullptr;
   if (bytes == 0) return cudaSuccess;
@@ -103,6 +90,7 @@ cudaError_t allocate_device(void** out, std::size_t bytes, const char* call) {
 }
 
 cudaError_t free_device(void* p, const char* call) {
+  if (cudaError_t e = check_unsafe_call(call)) return e;
   if (!p) return cudaSuccess;
   Registry& r = registry();
   bool known;
@@ -117,36 +105,88 @@ cudaError_t free_device(void* p, const char* call) {
   return cudaSuccess;
 }
 
-cudaError_t copy(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind,
-                 const char* call) {
-  if (count == 0) return cudaSuccess;
+// Which sides of a copy must be device memory (cudaMemcpyDefault: neither is checked).
+struct CopySides {
+  bool dst_device = false, src_device = false;
+};
+
+cudaError_t check_copy(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind,
+                       const char* call, CopySides* sides) {
   if (!dst || !src) return fail(cudaErrorInvalidValue, std::string(call) + ": null pointer");
-  const bool dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
-  const bool src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
-  if (kind != cudaMemcpyHostToHost && kind != cudaMemcpyDefault && !dst_device && !src_device)
+  sides->dst_device = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  sides->src_device = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind != cudaMemcpyHostToHost && kind != cudaMemcpyDefault && !sides->dst_device &&
+      !sides->src_device)
     return fail(cudaErrorInvalidMemcpyDirection, std::string(call) + ": unknown copy kind");
-  if (dst_device) {
+  if (sides->dst_device) {
     if (cudaError_t e = check_device_range(dst, count, call, "destination")) return e;
   }
-  if (src_device) {
+  if (sides->src_device) {
     if (cudaError_t e = check_device_range(src, count, call, "source")) return e;
   }
-  std::memcpy(dst, src, count);
   return cudaSuccess;
 }
 
-cudaError_t set(void* p, int value, std::size_t count, const char* call) {
+void run_copy(void* dst, const void* src, std::size_t count) {
+  std::memmove(dst, src, count);
+  tally(Counter::kMemcpys);
+}
+
+// A synchronous API call: the legacy stream and the capture mode rules apply.
+cudaError_t check_synchronous_call(const char* call) {
+  if (cudaError_t e = check_legacy_stream_use(nullptr, call)) return e;
+  return check_unsafe_call(call);
+}
+
+cudaError_t copy_synchronously(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind,
+                               const char* call) {
+  if (cudaError_t e = check_synchronous_call(call)) return e;
   if (count == 0) return cudaSuccess;
-  if (cudaError_t e = check_device_range(p, count, call, "destination")) return e;
-  std::memset(p, value, count);
+  CopySides sides;
+  if (cudaError_t e = check_copy(dst, src, count, kind, call, &sides)) return e;
+  run_copy(dst, src, count);
+  tally(Counter::kHostSynchronizations);
   return cudaSuccess;
 }
 
-bool known_stream(cudaStream_t stream) {
-  if (stream == nullptr || stream == cudaStreamLegacy || stream == cudaStreamPerThread) return true;
-  Registry& r = registry();
-  std::lock_guard lock(r.mutex);
-  return r.streams.count(stream) != 0;
+cudaError_t copy_async(void* dst, const void* src, std::size_t count, cudaMemcpyKind kind,
+                       cudaStream_t stream) {
+  const char* call = "cudaMemcpyAsync";
+  if (count == 0) return cudaSuccess;
+  CopySides sides;
+  if (cudaError_t e = check_copy(dst, src, count, kind, call, &sides)) return e;
+  if (!is_known_stream(stream))
+    return fail(cudaErrorInvalidResourceHandle, std::string(call) + ": unknown stream");
+  const Routed routed = capture_or_run(stream, call, [&] {
+    static const char* const kKinds[] = {"host to host", "host to device", "device to host",
+                                         "device to device", "default"};
+    auto op = std::make_shared<NodeOp>();
+    op->type = cudaGraphNodeTypeMemcpy;
+    op->what = std::string("copy (cudaMemcpyAsync of ") + std::to_string(count) + " bytes, " +
+               (unsigned(kind) < 5 ? kKinds[kind] : "?") + ")";
+    op->dst = dst;
+    op->src = src;
+    op->bytes = count;
+    op->kind = kind;
+    return op;
+  });
+  if (routed.error || routed.recorded) return routed.error;
+  run_copy(dst, src, count);
+  // Into pageable host memory, the call returns only once the copy is done.
+  const bool to_host = kind == cudaMemcpyDeviceToHost ||
+                       (kind == cudaMemcpyDefault && inside_device_allocation(src, count) &&
+                        !inside_device_allocation(dst, count));
+  if (to_host && !inside_pinned_host_allocation(dst, count)) tally(Counter::kHostSynchronizations);
+  return cudaSuccess;
+}
+
+cudaError_t check_set(void* p, std::size_t count, const char* call) {
+  return check_device_range(p, count, call, "destination");
+}
+
+void run_set(void* p, int value, std::size_t count) {
+  std::memset(p, value, count);
+  tally(Counter::kMemsets);
 }
 
 std::size_t host_memory_bytes() {
@@ -163,6 +203,11 @@ void record_launch_error(cudaError_t code, const std::string& detail) {
   r.last_detail = detail;
 }
 
+cudaError_t fail(cudaError_t code, const std::string& detail) {
+  record_launch_error(code, detail);
+  return code;
+}
+
 std::size_t max_dynamic_shared_bytes(const void* kernel) {
   Registry& r = registry();
   std::lock_guard lock(r.mutex);
@@ -170,8 +215,16 @@ std::size_t max_dynamic_shared_bytes(const void* kernel) {
   return it == r.max_dynamic_shared.end() ? kDefaultDynamicSharedBytes : it->second;
 }
 
-bool is_known_stream(cudaStream_t stream) {
-  return known_stream(stream);
+bool inside_device_allocation(const void* p, std::size_t bytes) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  return inside_block(r.device, p, bytes);
+}
+
+bool inside_pinned_host_allocation(const void* p, std::size_t bytes) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mutex);
+  return inside_block(r.pinned_host, p, bytes);
 }
 
 }  // namespace detail
@@ -199,18 +252,37 @@ cudaError_t cudaPeekAtLastError(void) {
   return ddpm::emu::detail::t_last_error;
 }
 
-#define DDPM_EMU_ERRORS(X)                                                \
-  X(cudaSuccess, "no error")                                              \
-  X(cudaErrorInvalidValue, "invalid argument")                            \
-  X(cudaErrorMemoryAllocation, "out of memory")                           \
-  X(cudaErrorInvalidConfiguration, "invalid configuration argument")      \
-  X(cudaErrorInvalidDevice, "invalid device ordinal")                     \
-  X(cudaErrorInvalidMemcpyDirection, "invalid copy direction for memcpy") \
-  X(cudaErrorInvalidResourceHandle, "invalid resource handle")            \
-  X(cudaErrorLaunchFailure, "unspecified launch failure")                 \
-  X(cudaErrorNotReady, "device not ready")                                \
-  X(cudaErrorNotSupported, "operation not supported")                     \
-  X(cudaErrorInvalidDeviceFunction, "invalid device function")
+// The runtime's own names and texts for the codes the emulator returns.
+#define DDPM_EMU_ERRORS(X)                                                                        \
+  X(cudaSuccess, "no error")                                                                      \
+  X(cudaErrorInvalidValue, "invalid argument")                                                    \
+  X(cudaErrorMemoryAllocation, "out of memory")                                                   \
+  X(cudaErrorInvalidConfiguration, "invalid configuration argument")                              \
+  X(cudaErrorInvalidDevice, "invalid device ordinal")                                             \
+  X(cudaErrorInvalidMemcpyDirection, "invalid copy direction for memcpy")                         \
+  X(cudaErrorInvalidResourceHandle, "invalid resource handle")                                    \
+  X(cudaErrorIllegalState, "the operation cannot be performed in the present state")              \
+  X(cudaErrorLaunchFailure, "unspecified launch failure")                                         \
+  X(cudaErrorNotReady, "device not ready")                                                        \
+  X(cudaErrorNotPermitted, "operation not permitted")                                             \
+  X(cudaErrorNotSupported, "operation not supported")                                             \
+  X(cudaErrorInvalidDeviceFunction, "invalid device function")                                    \
+  X(cudaErrorStreamCaptureUnsupported, "operation not permitted when stream is capturing")        \
+  X(cudaErrorStreamCaptureInvalidated, "operation failed due to a previous error during capture") \
+  X(cudaErrorStreamCaptureMerge,                                                                  \
+    "operation would result in a merge of separate capture sequences")                            \
+  X(cudaErrorStreamCaptureUnmatched, "capture was not ended in the same stream as it began")      \
+  X(cudaErrorStreamCaptureUnjoined, "capturing stream has unjoined work")                         \
+  X(cudaErrorStreamCaptureIsolation, "dependency created on uncaptured work in another stream")   \
+  X(cudaErrorStreamCaptureImplicit,                                                               \
+    "operation would make the legacy stream depend on a capturing blocking stream")               \
+  X(cudaErrorCapturedEvent,                                                                       \
+    "operation not permitted on an event last recorded in a capturing stream")                    \
+  X(cudaErrorStreamCaptureWrongThread,                                                            \
+    "attempt to terminate a thread-local capture sequence from another thread")                   \
+  X(cudaErrorGraphExecUpdateFailure,                                                              \
+    "the graph update was not performed because it included changes which violated "              \
+    "constraints specific to instantiated graph update")
 
 const char* cudaGetErrorName(cudaError_t error) {
 #define DDPM_EMU_NAME(code, text) \
@@ -230,6 +302,8 @@ const char* cudaGetErrorString(cudaError_t error) {
 #undef DDPM_EMU_ERRORS
 
 // ---- Memory --------------------------------------------------------------------------
+// cudaMalloc, cudaFree and the synchronous copies and sets are "potentially
+// unsafe" during stream capture (capture.h); the Async forms are captured.
 
 cudaError_t cudaMalloc(void** devPtr, size_t size) {
   return ddpm::emu::detail::allocate_device(devPtr, size, "cudaMalloc");
@@ -237,35 +311,43 @@ cudaError_t cudaMalloc(void** devPtr, size_t size) {
 cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) {
   return ddpm::emu::detail::allocate_device(devPtr, size, "cudaMallocManaged");
 }
-cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t) {
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
+  if (cudaError_t e = ddpm::emu::detail::refuse_if_capturing(
+          stream, "cudaMallocAsync", "stream-ordered allocation (a memory allocation node)"))
+    return e;
   return ddpm::emu::detail::allocate_device(devPtr, size, "cudaMallocAsync");
 }
 cudaError_t cudaFree(void* devPtr) {
   return ddpm::emu::detail::free_device(devPtr, "cudaFree");
 }
-cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t) {
+cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
+  if (cudaError_t e = ddpm::emu::detail::refuse_if_capturing(
+          stream, "cudaFreeAsync", "stream-ordered freeing (a memory free node)"))
+    return e;
   return ddpm::emu::detail::free_device(devPtr, "cudaFreeAsync");
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t size) {
+  if (cudaError_t e = ddpm::emu::detail::check_unsafe_call("cudaMallocHost")) return e;
   if (!ptr) return fail(cudaErrorInvalidValue, "cudaMallocHost: null output pointer");
   *ptr = ::operator new(size == 0 ? 1 : size, std::nothrow);
   if (!*ptr) return fail(cudaErrorMemoryAllocation, "cudaMallocHost: out of host memory");
   auto& r = registry();
   std::lock_guard lock(r.mutex);
-  r.pinned_host.insert(*ptr);
+  r.pinned_host.emplace(static_cast<const unsigned char*>(*ptr), size == 0 ? 1 : size);
   return cudaSuccess;
 }
 cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) {
   return cudaMallocHost(pHost, size);
 }
 cudaError_t cudaFreeHost(void* ptr) {
+  if (cudaError_t e = ddpm::emu::detail::check_unsafe_call("cudaFreeHost")) return e;
   if (!ptr) return cudaSuccess;
   auto& r = registry();
   bool known;
   {
     std::lock_guard lock(r.mutex);
-    known = r.pinned_host.erase(ptr) != 0;
+    known = r.pinned_host.erase(static_cast<const unsigned char*>(ptr)) != 0;
   }
   if (!known)
     return fail(cudaErrorInvalidValue, "cudaFreeHost: pointer was not returned by cudaMallocHost");
@@ -274,28 +356,61 @@ cudaError_t cudaFreeHost(void* ptr) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind kind) {
-  return ddpm::emu::detail::copy(dst, src, count, kind, "cudaMemcpy");
+  return ddpm::emu::detail::copy_synchronously(dst, src, count, kind, "cudaMemcpy");
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
-                            cudaStream_t) {
-  return ddpm::emu::detail::copy(dst, src, count, kind, "cudaMemcpyAsync");
+                            cudaStream_t stream) {
+  return ddpm::emu::detail::copy_async(dst, src, count, kind, stream);
 }
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
-  return ddpm::emu::detail::set(devPtr, value, count, "cudaMemset");
+  using namespace ddpm::emu::detail;
+  if (cudaError_t e = check_synchronous_call("cudaMemset")) return e;
+  if (count == 0) return cudaSuccess;
+  if (cudaError_t e = check_set(devPtr, count, "cudaMemset")) return e;
+  run_set(devPtr, value, count);
+  return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t) {
-  return ddpm::emu::detail::set(devPtr, value, count, "cudaMemsetAsync");
+cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count, cudaStream_t stream) {
+  using namespace ddpm::emu::detail;
+  if (count == 0) return cudaSuccess;
+  if (cudaError_t e = check_set(devPtr, count, "cudaMemsetAsync")) return e;
+  if (!is_known_stream(stream))
+    return fail(cudaErrorInvalidResourceHandle, "cudaMemsetAsync: unknown stream");
+  const Routed routed = capture_or_run(stream, "cudaMemsetAsync", [&] {
+    auto op = std::make_shared<NodeOp>();
+    op->type = cudaGraphNodeTypeMemset;
+    op->what = "set (cudaMemsetAsync of " + std::to_string(count) + " bytes)";
+    op->dst = devPtr;
+    op->value = static_cast<unsigned char>(value);
+    op->element_size = 1;
+    op->width = count;
+    op->pitch = count;
+    op->bytes = count;
+    return op;
+  });
+  if (routed.error || routed.recorded) return routed.error;
+  run_set(devPtr, value, count);
+  return cudaSuccess;
 }
 
-// __device__ / __constant__ variables are ordinary globals here: a symbol is its address.
+// __device__ / __constant__ variables are ordinary globals here: a symbol is
+// its address. The copies are synchronous, like cudaMemcpy.
 cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src, size_t count, size_t offset,
                                cudaMemcpyKind) {
+  using namespace ddpm::emu::detail;
+  if (cudaError_t e = check_synchronous_call("cudaMemcpyToSymbol")) return e;
   std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src, count);
+  tally(Counter::kMemcpys);
+  tally(Counter::kHostSynchronizations);
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count, size_t offset,
                                  cudaMemcpyKind) {
+  using namespace ddpm::emu::detail;
+  if (cudaError_t e = check_synchronous_call("cudaMemcpyFromSymbol")) return e;
   std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
+  tally(Counter::kMemcpys);
+  tally(Counter::kHostSynchronizations);
   return cudaSuccess;
 }
 cudaError_t cudaGetSymbolAddress(void** devPtr, const void* symbol) {
@@ -310,108 +425,21 @@ cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   return cudaSuccess;
 }
 
-// ---- Streams and events: launches are synchronous ---------------------------------------
-
-cudaError_t cudaStreamCreate(cudaStream_t* pStream) {
-  // A distinct, never dereferenced address per stream.
-  *pStream = reinterpret_cast<cudaStream_t>(new char);
-  auto& r = registry();
-  std::lock_guard lock(r.mutex);
-  r.streams.insert(*pStream);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* pStream, unsigned int) {
-  return cudaStreamCreate(pStream);
-}
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  auto& r = registry();
-  bool known;
-  {
-    std::lock_guard lock(r.mutex);
-    known = r.streams.erase(stream) != 0;
-  }
-  if (!known) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy: unknown stream");
-  delete reinterpret_cast<char*>(stream);
-  return cudaSuccess;
-}
-cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
-  if (!ddpm::emu::detail::known_stream(stream))
-    return fail(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize: unknown stream");
-  return cudaSuccess;
-}
-cudaError_t cudaStreamQuery(cudaStream_t stream) {
-  return cudaStreamSynchronize(stream);
-}
-cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned int) {
-  return cudaSuccess;
-}
-cudaError_t cudaDeviceSynchronize(void) {
-  return cudaSuccess;
-}
-cudaError_t cudaDeviceReset(void) {
-  return cudaSuccess;
-}
-
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-  *event = reinterpret_cast<cudaEvent_t>(new char);
-  auto& r = registry();
-  std::lock_guard lock(r.mutex);
-  r.events.emplace(*event, ddpm::emu::detail::Event{});
-  return cudaSuccess;
-}
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
-  return cudaEventCreate(event);
-}
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  auto& r = registry();
-  bool known;
-  {
-    std::lock_guard lock(r.mutex);
-    known = r.events.erase(event) != 0;
-  }
-  if (!known) return fail(cudaErrorInvalidResourceHandle, "cudaEventDestroy: unknown event");
-  delete reinterpret_cast<char*>(event);
-  return cudaSuccess;
-}
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
-  auto& r = registry();
-  bool known;
-  {
-    std::lock_guard lock(r.mutex);
-    auto it = r.events.find(event);
-    known = it != r.events.end();
-    if (known) it->second = {std::chrono::steady_clock::now(), true};
-  }
-  if (!known) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord: unknown event");
-  return cudaSuccess;
-}
-cudaError_t cudaEventSynchronize(cudaEvent_t) {
-  return cudaSuccess;
-}
-cudaError_t cudaEventQuery(cudaEvent_t) {
-  return cudaSuccess;
-}
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-  auto& r = registry();
-  bool recorded;
-  {
-    std::lock_guard lock(r.mutex);
-    auto a = r.events.find(start), b = r.events.find(end);
-    recorded =
-        a != r.events.end() && b != r.events.end() && a->second.recorded && b->second.recorded;
-    if (recorded)
-      *ms = std::chrono::duration<float, std::milli>(b->second.when - a->second.when).count();
-  }
-  if (!recorded)
-    return fail(cudaErrorInvalidResourceHandle,
-                "cudaEventElapsedTime: unknown or unrecorded event");
-  return cudaSuccess;
-}
-
 // ---- Device and function properties --------------------------------------------------------
 
 cudaError_t cudaGetDeviceCount(int* count) {
   *count = 1;
+  return cudaSuccess;
+}
+// The emulator mirrors the toolkit it is compiled against, runtime and driver.
+cudaError_t cudaRuntimeGetVersion(int* version) {
+  if (!version) return fail(cudaErrorInvalidValue, "cudaRuntimeGetVersion: null pointer");
+  *version = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* version) {
+  if (!version) return fail(cudaErrorInvalidValue, "cudaDriverGetVersion: null pointer");
+  *version = CUDART_VERSION;
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {

@@ -60,6 +60,8 @@ if [[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]]; then
   echo "== the default dataset (Fashion-MNIST) with the demo config, one step"
   $train --config "$src/apps/configs/fashion_mnist_small.json" --steps 1 --batch 2 --out "$work/fm" >/dev/null ||
     fail "fashion-mnist demo config"
+else
+  echo "SKIP: the Fashion-MNIST demo config (no /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz)"
 fi
 
 echo "== bad input"
@@ -78,17 +80,110 @@ expect_error "device: tpu not in" $train --config "$src/tests/apps/tiny_train.js
 out=$($sample --model "$src/tests/golden/unet_tiny" --steps 1 --num 1 --device cuda --out "$work/cuda/g.png" 2>&1); rc=$?
 if ((rc)); then grep -q "CUDA cannot start: " <<<"$out" || fail "--device cuda failed without the reason: $out"
 else grep -q "^device: cuda: " <<<"$out" || fail "--device cuda ran, but not on CUDA: $out"; fi
-expect_error "dataset" $train --config "$src/tests/apps/tiny_train.json" --data-kind cifar10 --data "$work/none" --out "$work/failed"
+expect_error "dataset 'cifar10': .*/none: no such file or folder" $train --config "$src/tests/apps/tiny_train.json" --data-kind cifar10 --data "$work/none" --out "$work/failed"
 [[ -e $work/failed ]] && fail "a run that failed on its data left a run folder behind"
 
-echo "== Ctrl-C saves a checkpoint"
-$train --config "$src/tests/apps/tiny_train.json" --steps 100000 --out "$work/int" >"$work/int.log" 2>&1 &
+echo "== Ctrl-C and kill -9: resuming in a new process gives bitwise the uninterrupted run"
+# A config with no periodic checkpoint (so the one after Ctrl-C is the one the
+# signal made) and one checkpointing every step (for kill -9).
+python3 - "$src/tests/apps/tiny_train.json" "$work" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["training"]["steps"] = 30
+c["logging"].update(checkpoint_every=0, sample_count=2, sample_steps=2)
+json.dump(c, open(sys.argv[2] + "/int_nockpt.json", "w"))
+c["logging"].update(checkpoint_every=1)
+json.dump(c, open(sys.argv[2] + "/int_every.json", "w"))
+PY
+# checkpoint_step <dir>: the step recorded in its training state.
+checkpoint_step() {
+  python3 - "$1/training_state.safetensors" <<'PY'
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    print(json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]["step"])
+PY
+}
+# same_run <dir a> <dir b>: the final checkpoints and sample grids are byte-identical.
+same_run() {
+  local f
+  for f in checkpoint/training_state.safetensors checkpoint/unet/diffusion_pytorch_model.safetensors \
+    checkpoint/train_config.json samples/step_0000030.png; do
+    cmp -s "$1/$f" "$2/$f" || fail "$2/$f differs from the uninterrupted run's"
+  done
+}
+for kind in nockpt every; do
+  $train --config "$work/int_$kind.json" --out "$work/straight_$kind" >/dev/null 2>&1 || fail "straight run ($kind)"
+done
+$train --config "$work/int_nockpt.json" --out "$work/int" >"$work/int.log" 2>&1 &
 pid=$!
-for _ in $(seq 100); do grep -q "^step 3/" "$work/int.log" 2>/dev/null && break; sleep 0.2; done
+for _ in $(seq 200); do grep -q "^step 5/" "$work/int.log" 2>/dev/null && break; sleep 0.05; done
 kill -INT $pid; wait $pid; rc=$?
 [[ $rc -eq 130 ]] || fail "interrupted run exited $rc, expected 130"
-grep -q "interrupted at step" "$work/int.log" || fail "no interruption message"
-expect_file "$work/int/checkpoint/training_state.safetensors"
+at=$(sed -n 's/^interrupted at step \([0-9]*\);.*/\1/p' "$work/int.log")
+[[ -n $at ]] || fail "no interruption message"
+[[ $(checkpoint_step "$work/int/checkpoint") == "$at" ]] ||
+  fail "the checkpoint holds step $(checkpoint_step "$work/int/checkpoint"), the signal came at step $at"
+$train --resume "$work/int" >/dev/null 2>&1 || fail "resume after Ctrl-C"
+same_run "$work/straight_nockpt" "$work/int"
+# kill -9 at a random moment: the last complete checkpoint loads and resumes.
+$train --config "$work/int_every.json" --out "$work/k9" >"$work/k9.log" 2>&1 &
+pid=$!
+for _ in $(seq 200); do grep -q "^step 3/" "$work/k9.log" 2>/dev/null && break; sleep 0.05; done
+sleep "0.$((RANDOM % 10))"
+kill -KILL $pid; wait $pid 2>/dev/null
+[[ -d $work/k9/checkpoint || -d $work/k9/checkpoint.old ]] || fail "no checkpoint after kill -9"
+$train --resume "$work/k9" >"$work/k9_resume.log" 2>&1 || fail "resume after kill -9: $(tail -3 "$work/k9_resume.log")"
+same_run "$work/straight_every" "$work/k9"
+
+echo "== a save interrupted between its renames is recovered from checkpoint.old"
+# The state a crash between save_checkpoint's two renames leaves: no
+# checkpoint/, the previous one in checkpoint.old/, a new one half-written.
+cp -r "$work/run" "$work/swap"
+mv "$work/swap/checkpoint" "$work/swap/checkpoint.old"
+mkdir -p "$work/swap/checkpoint.tmp" && echo partial >"$work/swap/checkpoint.tmp/training_state.safetensors"
+out=$($train --resume "$work/swap" --steps 5 2>&1) || fail "resume after an interrupted swap: $out"
+grep -q "restored the previous checkpoint from .*checkpoint.old" <<<"$out" || fail "no recovery message: $out"
+[[ $(checkpoint_step "$work/swap/checkpoint") == 5 ]] || fail "the recovered run did not reach step 5"
+[[ -e $work/swap/checkpoint.old ]] && fail "checkpoint.old left behind after the recovery"
+expect_file "$work/swap/loss.png"
+
+echo "== a full disk during a save: a clear error, the previous checkpoint intact"
+cp -r "$work/run" "$work/full"
+cp "$work/full/checkpoint/training_state.safetensors" "$work/full_state_before"
+# RLIMIT_FSIZE of 64 KiB (the tiny model's state is larger); SIGXFSZ ignored,
+# so a write past it fails with EFBIG as on a full disk.
+err=$( (trap '' XFSZ; ulimit -f 64; $train --resume "$work/full" --steps 6) 2>&1 >/dev/null); rc=$?
+[[ $rc -ne 0 ]] || fail "a save past the file size limit exited 0"
+grep -Eq "File too large|No space" <<<"$err" || fail "no write error named: $err"
+cmp -s "$work/full/checkpoint/training_state.safetensors" "$work/full_state_before" ||
+  fail "the previous checkpoint changed after a failed save"
+[[ -e $work/full/checkpoint.tmp ]] && fail "a failed save left checkpoint.tmp behind"
+$train --resume "$work/full" --steps 6 >/dev/null 2>&1 || fail "resume after a failed save"
+
+echo "== a run that diverges stops, naming the step; the good checkpoint stays"
+python3 - "$src/tests/apps/tiny_train.json" "$work" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["training"].update(learning_rate=1e30, warmup_steps=0, steps=40)
+c["logging"].update(checkpoint_every=1)
+json.dump(c, open(sys.argv[2] + "/diverge.json", "w"))
+PY
+err=$($train --config "$work/diverge.json" --out "$work/div" 2>&1 >/dev/null); rc=$?
+[[ $rc -ne 0 ]] || fail "a diverging run exited 0"
+grep -Eq "training diverged at step [0-9]+: .*last good checkpoint is .*checkpoint \(step [0-9]+\)" <<<"$err" ||
+  fail "no divergence message naming the step and the good checkpoint: $err"
+expect_file "$work/div/checkpoint_nonfinite/training_state.safetensors"
+expect_error "check-numerics: the (forward|backward) of '[^']+' \([a-z_0-9]+\) wrote" \
+  $train --config "$work/diverge.json" --out "$work/div_numerics" --check-numerics
+python3 - "$work/div/checkpoint/training_state.safetensors" <<'PY' || fail "the kept checkpoint is not finite"
+import json, struct, sys, array, math
+with open(sys.argv[1], "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]; header = json.loads(f.read(n)); body = f.read()
+for name, t in header.items():
+    if name == "__metadata__": continue
+    a = array.array("f", body[t["data_offsets"][0]:t["data_offsets"][1]])
+    assert all(math.isfinite(x) for x in a), name
+PY
 
 if ((failures)); then echo "$failures failure(s)"; exit 1; fi
 echo "all app checks passed"

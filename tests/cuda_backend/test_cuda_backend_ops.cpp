@@ -96,6 +96,94 @@ Graph attention_graph(DType dtype) {
   return b.finish();
 }
 
+// The fused forms (the UNet's; engine/unet.h). Every fused input is fed to
+// two fused nodes, so its gradient is both overwritten (by the later node's
+// backward, which runs first) and accumulated (by the earlier one's):
+// conv2d + residual with and without bias and a residual that is the conv's
+// own input (one value in two slots); group_norm + channel_add, affine with
+// SiLU, plain, and on an [N, C] value added to itself. 6 channels: no float4
+// path (the UNet tests take it).
+Graph fused_conv_norm_graph(DType dtype) {
+  GraphBuilder b(dtype);
+  const ValueId x = b.input("x", Shape{2, 5, 7, 3}, true);
+  const ValueId r = b.input("r", Shape{2, 5, 7, 6}, true);
+  const ValueId emb = b.input("emb", Shape{2, 6}, true);
+  ValueId h = b.conv2d("conv_res", x, Conv2dParams{6, 3, 3, 1, Padding2d::same(1)}, r);
+  h = b.group_norm("gn_add", h, GroupNormParams{3, 1e-5, true, true}, emb);
+  h = b.conv2d("conv_res_no_bias", h, Conv2dParams{6, 3, 3, 1, Padding2d::same(1), false}, r);
+  h = b.group_norm("gn_add_plain", h, GroupNormParams{2, 1e-5, false, false}, emb);
+  h = b.conv2d("conv_self_res", h, Conv2dParams{6, 1, 1, 1, {}}, h);
+  const ValueId e = b.group_norm("gn_self_add", emb, GroupNormParams{2, 1e-5, true, true}, emb);
+  h = b.add("add_e", h, e);
+  b.mark_output(h);
+  const ValueId target = b.input("target", b.shape(h));
+  b.set_loss(b.mse_loss("loss", h, target));
+  return b.finish();
+}
+
+// The fused attention block: stacked q/k/v weights as one GEMM (with and
+// without bias), packed attention read in place (two attentions on one qkv:
+// its gradient overwritten and accumulated), linear + residual (x fed as the
+// residual twice). c channels in `heads` heads: 8 in 2 takes the float4
+// paths (rows 3c = 24 floats apart), 6 in 2 (head_dim 3) the scalar ones.
+Graph fused_attention_graph(DType dtype, int64_t c, int64_t heads) {
+  GraphBuilder b(dtype);
+  const ValueId x = b.input("x", Shape{2, 3, 4, c}, true);
+  const ValueId h = b.linear("in_proj", x, LinearParams{c});
+  const ValueId qkv = b.linear_stacked("to_qkv", h, {"to_q", "to_k", "to_v"}, LinearParams{3 * c});
+  const ValueId a1 = b.attention_packed("attn_a", qkv, AttentionParams{heads, c / heads});
+  const ValueId a2 = b.attention_packed("attn_b", qkv, AttentionParams{1, c, 0.5});
+  const ValueId y1 = b.linear("out_a", a1, LinearParams{c}, x);
+  const ValueId y2 = b.linear("out_b", a2, LinearParams{c}, x);
+  const ValueId kv =
+      b.linear_stacked("kv", b.add("sum", y1, y2), {"p0", "p1"}, LinearParams{2 * c, false});
+  b.mark_output(kv);
+  const ValueId target = b.input("target", b.shape(kv));
+  b.set_loss(b.mse_loss("loss", kv, target));
+  return b.finish();
+}
+
+TEST(CudaBackendOps, FusedConvAndGroupNormMatchCpu) {
+  DDPM_REQUIRE_DEVICE();
+  compare_backends(fused_conv_norm_graph);
+}
+
+TEST(CudaBackendOps, FusedAttentionBlockMatchesCpu) {
+  DDPM_REQUIRE_DEVICE();
+  compare_backends([](DType t) { return fused_attention_graph(t, 8, 2); });
+  compare_backends([](DType t) { return fused_attention_graph(t, 6, 2); });
+}
+
+TEST(CudaBackendOps, FusedInferenceForwardMatchesCpu) {
+  DDPM_REQUIRE_DEVICE();
+  CompareOptions o;
+  o.mode = ExecMode::inference;
+  compare_backends(fused_conv_norm_graph, o);
+  compare_backends([](DType t) { return fused_attention_graph(t, 8, 2); }, o);
+}
+
+// The CUDA linear reads stacked parts as one matrix, so they must be
+// adjacent (GraphBuilder::linear_stacked places them so); hand-made separate
+// tensors are refused with a message saying why.
+TEST(CudaBackend, StackedLinearNeedsAdjacentParts) {
+  DDPM_REQUIRE_DEVICE();
+  GraphBuilder b;
+  const ValueId x = b.input("x", Shape{4, 3});
+  const ValueId w0 = b.parameter("w0", Shape{2, 3}, ParamInit::constant(1));
+  const ValueId w1 = b.parameter("w1", Shape{2, 3}, ParamInit::constant(1));  // 16-aligned: a gap
+  b.mark_output(b.add_node("split", LinearParams{4, false, false, 2}, {x, w0, w1})[0]);
+  const Graph g = b.finish();
+  CudaBackend gpu;
+  Executor ex(g, gpu, ExecMode::inference);
+  try {
+    ex.forward({});
+    FAIL() << "non-adjacent parts ran";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("back to back"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'split'"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CudaBackendOps, Conv2dMatchesCpu) {
   DDPM_REQUIRE_DEVICE();
   compare_backends(conv_graph);
@@ -215,13 +303,17 @@ TEST(CudaBackend, UndefinedUpstreamGradientIsZero) {
 // The executor always accumulates parameter gradients into its zeroed flat
 // buffer; a caller asking to overwrite them (accumulate false) must get the
 // same numbers over a poisoned buffer. Replays the executor's backward walk
-// with that one change, for conv (weight, bias), linear, group_norm.
+// with that one change, for conv (weight, bias; with a residual), linear
+// (one part and three stacked), group_norm (with a channel add).
 TEST(CudaBackend, OverwrittenParameterGradientsEqualAccumulatedFromZero) {
   DDPM_REQUIRE_DEVICE();
   GraphBuilder b;
   const ValueId x = b.input("x", Shape{2, 4, 4, 4});
+  const ValueId emb = b.input("emb", Shape{2, 8});
   ValueId h = b.conv2d("conv", x, Conv2dParams{8, 3, 3, 1, Padding2d::same(1)});
-  h = b.group_norm("norm", h, GroupNormParams{4, 1e-5, true, true});
+  h = b.group_norm("norm", h, GroupNormParams{4, 1e-5, true, true}, emb);
+  h = b.conv2d("conv_res", h, Conv2dParams{8, 1, 1, 1, {}}, h);
+  h = b.linear_stacked("qkv", h, {"q", "k", "v"}, LinearParams{12});
   h = b.linear("proj", h, LinearParams{4});
   const ValueId target = b.input("target", b.shape(h));
   b.set_loss(b.mse_loss("loss", h, target));
@@ -230,6 +322,7 @@ TEST(CudaBackend, OverwrittenParameterGradientsEqualAccumulatedFromZero) {
   Executor ex(g, gpu, ExecMode::training);
   ex.init_parameters(3);
   ex.write(x, testing::to_double(testing::random_floats(2 * 4 * 4 * 4, 5)));
+  ex.write(emb, testing::to_double(testing::random_floats(2 * 8, 7)));
   ex.write(target, testing::to_double(testing::random_floats(2 * 4 * 4 * 4, 6)));
   const RunContext ctx{1, 1, true};
   ex.forward(ctx);

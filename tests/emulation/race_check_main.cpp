@@ -1,8 +1,9 @@
 // ThreadSanitizer race check of the emulator (built in the TSan flavour only):
 // runs the tiled matmul with its barriers ("with-barriers": TSan must stay
 // silent) or with the barrier after the tile's use removed ("missing-barrier":
-// TSan must report the shared-memory race). Exit code 0 either way; CTest reads
-// TSan's report.
+// TSan must report the shared-memory race). main returns 0 either way; TSan
+// makes the exit status its exitcode (66) when it reported, and ctest checks
+// the status and the report together (tests/expect_run.sh).
 #include <cmath>
 #include <cstdio>
 #include <cstring>

@@ -89,6 +89,25 @@ void launch_with_shared(ThreadRecord* out, dim3 grid, dim3 block, size_t shmem_b
                         cudaStream_t stream);
 const void* record_indices_kernel_address();
 
+// ---- graph_kernels.cu: graphs and stream capture ----
+// x[i] += value for i < n (several blocks when n > 128).
+void add_scalar(float* x, int n, float value, cudaStream_t stream);
+// The same, leaving cudaGetLastError to the caller (launches the capture rules refuse).
+void add_scalar_unchecked(float* x, int n, float value, cudaStream_t stream);
+// x[i] = x[i] * scale + shift for i < n; the struct is the kernel's by-value parameter.
+struct AffineParams {
+  float scale, shift;
+  int n;
+};
+void affine(float* x, const AffineParams& params, cudaStream_t stream);
+// *p = value (one thread).
+void set_int(int* p, int value, cudaStream_t stream);
+// One thread: ++*iterations; --*counter; at zero, cudaGraphSetConditional(handle, 0).
+void count_down(int* counter, int* iterations, cudaGraphConditionalHandle handle,
+                cudaStream_t stream);
+// cudaGraphSetConditional(handle, *flag != 0).
+void set_condition(const int* flag, cudaGraphConditionalHandle handle, cudaStream_t stream);
+
 // ---- bug_kernels.cu: deliberate bugs the emulator or a sanitizer must catch ----
 // Threads >= live return before the block's __syncthreads.
 void early_return_before_barrier(float* x, int threads, int live, cudaStream_t stream);

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <ostream>
 #include <stdexcept>
@@ -435,6 +436,74 @@ TEST(AttentionKernel, PartialGradients) {
                                               false, nullptr, nullptr));
 }
 
+// q, k and v as the column blocks of one packed [N, T, 3C] tensor (rows
+// qkv_stride apart; here 3C + 4, so that a write past a block would land in
+// the 4 guard columns): the same arithmetic as on separate tensors, so
+// bitwise the results of run_kernels, with dq, dk, dv written into the
+// packed gradient in place (overwrite and accumulate) and the guard columns
+// untouched. Odd head_dim covers the scalar path.
+void check_packed(const Case& c, bool accumulate, uint64_t seed) {
+  SCOPED_TRACE(case_name(c) + (accumulate ? " packed accumulate" : " packed overwrite"));
+  const Inputs in = make_inputs(c, seed);
+  const KernelResults want = run_kernels(c, in, RunOptions{.accumulate = accumulate});
+  const int64_t C = c.heads * c.dim, stride = 3 * C + 4, rows = c.n * c.tokens();
+  auto pack = [&](const std::vector<float>& q, const std::vector<float>& k,
+                  const std::vector<float>& v, float guard) {
+    std::vector<float> p(size_t(rows * stride), guard);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t e = 0; e < C; ++e) {
+        p[size_t(r * stride + e)] = q[size_t(r * C + e)];
+        p[size_t(r * stride + C + e)] = k[size_t(r * C + e)];
+        p[size_t(r * stride + 2 * C + e)] = v[size_t(r * C + e)];
+      }
+    return p;
+  };
+  auto block = [&](const std::vector<float>& p, int part) {
+    std::vector<float> out(size_t(rows * C));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t e = 0; e < C; ++e) out[size_t(r * C + e)] = p[size_t(r * stride + part * C + e)];
+    return out;
+  };
+  AttentionShape s = c.shape();
+  s.qkv_stride = stride;
+  const auto scale = float(c.effective_scale());
+  const DeviceArray<float> qkv(pack(in.q, in.k, in.v, 7.0f)), dout(in.dout);
+  DeviceArray<float> o(c.numel()), lse(c.lse_numel());
+  const float* base = qkv.get();
+  kernels::attention_forward(base, base + C, base + 2 * C, o.get(), lse.get(), s, scale, nullptr);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  DeviceArray<float> dqkv(accumulate ? pack(in.dq0, in.dk0, in.dv0, 7.0f)
+                                     : pack(std::vector<float>(c.numel(), nan),
+                                            std::vector<float>(c.numel(), nan),
+                                            std::vector<float>(c.numel(), nan), 7.0f));
+  DeviceArray<unsigned char> work(kernels::attention_workspace_bytes(s));
+  float* g = dqkv.get();
+  kernels::attention_backward(base, base + C, base + 2 * C, o.get(), lse.get(), dout.get(), g,
+                              g + C, g + 2 * C, s, scale, accumulate, accumulate, accumulate,
+                              work.get(), nullptr);
+  EXPECT_EQ(o.download(), want.o);
+  EXPECT_EQ(lse.download(), want.lse);
+  const std::vector<float> grads = dqkv.download();
+  EXPECT_EQ(block(grads, 0), want.dq);
+  EXPECT_EQ(block(grads, 1), want.dk);
+  EXPECT_EQ(block(grads, 2), want.dv);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t e = 3 * C; e < stride; ++e)
+      ASSERT_EQ(grads[size_t(r * stride + e)], 7.0f) << "guard column written, row " << r;
+}
+
+TEST(AttentionKernel, PackedQkvEqualsSeparateTensors) {
+  DDPM_REQUIRE_DEVICE();
+  for (const Case& c : {Case{3, 5, 7, 2, 8}, Case{1, 10, 13, 1, 64}, Case{2, 1, 3, 2, 5}})
+    for (bool accumulate : {false, true}) check_packed(c, accumulate, 41);
+  // A stride below heads * head_dim is refused.
+  AttentionShape s{1, 4, 2, 8};
+  s.qkv_stride = 15;
+  EXPECT_THROW(kernels::validate(s), std::invalid_argument);
+  s.qkv_stride = 48;
+  EXPECT_NO_THROW(kernels::validate(s));
+}
+
 // No atomics, fixed summation orders: two runs give bitwise the same outputs
 // (the emulator schedules blocks on several workers in no fixed order).
 TEST(AttentionKernel, Deterministic) {
@@ -467,6 +536,7 @@ TEST(AttentionKernel, RejectsBadArguments) {
   EXPECT_THROW(forward({1, 4, 1, 8}, INFINITY), std::invalid_argument);
   try {
     forward({1, 4, 1, 300});
+    ADD_FAILURE() << "attention_forward accepted head_dim 300";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("attention_forward"), std::string::npos) << e.what();

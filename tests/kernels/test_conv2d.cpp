@@ -28,8 +28,12 @@
 // test_conv2d_tensor_core.cpp). Its db sums the unrounded dy.
 // Against cuDNN (GPU): both results are within their bounds of their exact
 // values, so |ours - cudnn| <= bound_ours + bound_cudnn; for tensor_core the
-// exact values differ by the bf16 rounding of two factors of each product,
-// |a~ b~ - a b| <= (2^-8 + 2^-18) |a b|, adding (2^-8 + 2^-18) mag.
+// exact values differ by the bf16 rounding of two factors of each product
+// (bf16 keeps 8 significant bits: each rounding is up to 2^-8 relative),
+// |a~ b~ - a b| <= (2 2^-8 + 2^-16) |a b|, adding (2^-7 + 2^-16) mag.
+// Without cuDNN (a GPU build whose machine lacks it) the cross-check is
+// reported as skipped, with the reason; emulated builds never have cuDNN
+// (CudnnAvailability asserts it) and compare with the oracle only.
 // One wrong term (size ~ mag / terms) exceeds the fp32 bound wherever
 // terms^2 u << 1: all emulated cases and the GPU's forward and backward-data.
 // The GPU's CIFAR backward-filter sums P = 2048 pixels: there the bound still
@@ -60,7 +64,7 @@ using kernels::ConvImpl;
 constexpr ConvImpl kImpls[] = {ConvImpl::simt, ConvImpl::tensor_core, ConvImpl::cudnn};
 constexpr int64_t kFilterSplitTerms = 256;
 constexpr double kTensorCoreFactor = 2;            // see the top
-constexpr double kBf16Product = 0x1p-8 + 0x1p-18;  // |a~ b~ - a b| / |a b|
+constexpr double kBf16Product = 0x1p-7 + 0x1p-16;  // |a~ b~ - a b| / |a b|
 
 Conv2dShape make_shape(int64_t n, int64_t h, int64_t w, int64_t c, int64_t o, int kh, int kw,
                        int stride, int pad_top, int pad_bottom, int pad_left, int pad_right) {
@@ -130,6 +134,8 @@ TEST(ConvApi, CudnnAvailability) {
   if (!cudnn) {
     EXPECT_FALSE(reason.empty()) << "cudnn unavailable without a reason";
     RecordProperty("cudnn_unavailable", reason);
+    GTEST_SKIP() << "cuDNN is not available (" << reason
+                 << "): the cross-checks against it do not run";
   }
 #endif
 }
@@ -452,14 +458,24 @@ TEST_P(ConvThroughApi, MatchesOracleAndCudnn) {
   const Truth t_fp32 = truth(c, in, false), t_bf16 = truth(c, in, true);
   std::vector<std::pair<ConvImpl, Outputs>> results;
   for (ConvImpl impl : kImpls) {
-    if (!kernels::conv_impl_available(impl)) continue;  // cudnn: reported by CudnnAvailability
+    if (!kernels::conv_impl_available(impl)) continue;  // cudnn: skipped below, with the reason
     SCOPED_TRACE(kernels::conv_impl_name(impl));
     results.emplace_back(impl, run(impl, c, in));
     check_against_oracle(impl, results.back().second,
                          impl == ConvImpl::tensor_core ? t_bf16 : t_fp32, in);
     if (HasFatalFailure()) return;
   }
-  if (results.back().first != ConvImpl::cudnn) return;
+  if (results.back().first != ConvImpl::cudnn) {
+#if DDPM_KERNEL_TESTS_EMULATED
+    return;  // no cuDNN under the emulator, by design: asserted by CudnnAvailability
+#else
+    std::string reason;
+    kernels::conv_impl_available(ConvImpl::cudnn, &reason);
+    GTEST_SKIP() << "the implementations match the oracle, but the cross-check against cuDNN "
+                    "did not run: "
+                 << reason;
+#endif
+  }
   const Outputs& cudnn = results.back().second;
   for (const auto& [impl, got] : results) {
     if (impl == ConvImpl::cudnn) continue;

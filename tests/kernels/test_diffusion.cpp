@@ -1,7 +1,9 @@
 // Kernel tests of diffusion.cuh against the CPU backend (see kernel_test_util.h):
 // q_sample and diffusion_mse against engine/cpu/diffusion.h (and the MSE op),
 // noise_update and advance_sampling_step against engine/scheduler.h's plans
-// and noise_update<double>.
+// and noise_update<double>; initial_noise and the step noise against
+// engine/noise.h's float draw. (The WHILE-loop form of advance_sampling_step
+// is tested with CUDA graphs in tests/cuda_backend/test_cuda_sampling.cpp.)
 //
 // Tolerances, with u = 2^-24 (float's unit roundoff):
 //   noise: the kernels draw float Box-Muller, the references double:
@@ -367,10 +369,14 @@ TEST(DiffusionMse, LaunchersRejectBadShapes) {
                std::invalid_argument);
   // Nothing to do: no launch, nothing touched.
   k::q_sample(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, empty, nullptr);
-  k::noise_update(nullptr, nullptr, nullptr, nullptr, 0, 12, 0, 1, nullptr);
+  k::noise_update(nullptr, nullptr, nullptr, nullptr, 0, 12, nullptr);
+  k::initial_noise(nullptr, nullptr, 3, 0, nullptr);
+  // More images than noise keys; a null state.
   EXPECT_THROW(
-      k::noise_update(nullptr, nullptr, nullptr, f.get(), 2, 4, int64_t(UINT32_MAX), 1, nullptr),
+      k::noise_update(nullptr, nullptr, nullptr, f.get(), int64_t(UINT32_MAX) + 2, 4, nullptr),
       std::invalid_argument);
+  EXPECT_THROW(k::initial_noise(nullptr, f.get(), 1, 4, nullptr), std::invalid_argument);
+  EXPECT_THROW(k::start_sampling(nullptr, nullptr, f.get(), 1, nullptr), std::invalid_argument);
 }
 
 // ---- noise_update -----------------------------------------------------------------
@@ -461,7 +467,7 @@ TEST(NoiseUpdate, MatchesTheSchedulersUpdateForEveryKindOfStep) {
     std::vector<k::NoiseUpdateStep> table;
     for (const StepCoefficients& s : plan) table.push_back(to_kernel(s));
     const auto steps = device_copy(table);
-    DeviceArray<uint32_t> index(1);
+    DeviceArray<k::SamplingState> state(1);
     // The first step, one in the middle and the last (sigma 0 for every kind).
     for (uint32_t i : {0u, 4u, uint32_t(kSteps - 1)}) {
       const StepCoefficients kd = as_seen_by_kernel(plan[i]);
@@ -477,9 +483,10 @@ TEST(NoiseUpdate, MatchesTheSchedulersUpdateForEveryKindOfStep) {
         Slice<float> x_dev(size_t(n), c.offset), m_dev(size_t(n), c.offset);
         x_dev.upload(x);
         m_dev.upload(m);
-        upload_one(index.get(), i);
-        k::noise_update(steps.get(), index.get(), m_dev.get(), x_dev.get(), c.batch, c.per_image,
-                        first_image, seed, nullptr);
+        upload_one(state.get(),
+                   k::SamplingState{seed, uint32_t(first_image), uint32_t(kSteps), i, 0});
+        k::noise_update(steps.get(), state.get(), m_dev.get(), x_dev.get(), c.batch, c.per_image,
+                        nullptr);
         const std::vector<float> got = x_dev.download();
         const std::vector<double> xd = widen(x), md = widen(m);
         const std::vector<double> want =
@@ -495,8 +502,9 @@ TEST(NoiseUpdate, MatchesTheSchedulersUpdateForEveryKindOfStep) {
   }
 }
 
-// The loop a captured graph replays: noise_update at *step_index, then
-// advance_sampling_step, the host only supplying each step's model output.
+// The loop a captured graph replays: x_T and the first timestep, then
+// noise_update at state->step_index and advance_sampling_step, the host only
+// supplying each step's model output.
 TEST(NoiseUpdate, SamplingLoopAdvancesTheStepAndTimestepsOnTheDevice) {
   DDPM_REQUIRE_DEVICE();
   SchedulerConfig config;
@@ -507,18 +515,24 @@ TEST(NoiseUpdate, SamplingLoopAdvancesTheStepAndTimestepsOnTheDevice) {
   std::vector<k::NoiseUpdateStep> table;
   for (const StepCoefficients& s : plan) table.push_back(to_kernel(s));
   const auto steps = device_copy(table);
-  const auto index = device_copy(std::vector<uint32_t>{0});
-  const auto timesteps = device_copy(std::vector<float>(kBatch, float(plan[0].timestep)));
+  // step_index starts wrong: start_sampling resets it.
+  const auto state =
+      device_copy(std::vector<k::SamplingState>{{seed, uint32_t(kFirst), uint32_t(kSteps), 5, 0}});
+  DeviceArray<float> timesteps{size_t(kBatch)};
   Slice<float> x(size_t(kBatch * kPerImage)), m(size_t(kBatch * kPerImage));
-  x.upload(random_floats(size_t(kBatch * kPerImage), 1));
+  x.poison();
+  k::initial_noise(state.get(), x.get(), kBatch, kPerImage, nullptr);
+  k::start_sampling(steps.get(), state.get(), timesteps.get(), kBatch, nullptr);
+  EXPECT_EQ(download_one(state.get()).step_index, 0u);
+  for (float ts : timesteps.download()) EXPECT_EQ(ts, float(plan[0].timestep));
   for (int64_t i = 0; i < kSteps; ++i) {
     SCOPED_TRACE("step " + std::to_string(i));
     const std::vector<float> before = x.download(),
                              model = random_floats(before.size(), 100 + uint64_t(i));
     m.upload(model);
-    k::noise_update(steps.get(), index.get(), m.get(), x.get(), kBatch, kPerImage, kFirst, seed,
-                    nullptr);
-    k::advance_sampling_step(steps.get(), index.get(), kSteps, timesteps.get(), kBatch, nullptr);
+    k::noise_update(steps.get(), state.get(), m.get(), x.get(), kBatch, kPerImage, nullptr);
+    k::advance_sampling_step(steps.get(), state.get(), timesteps.get(), kBatch, std::nullopt,
+                             nullptr);
     const StepCoefficients kd = as_seen_by_kernel(plan[size_t(i)]);
     const std::vector<double> xd = widen(before), md = widen(model);
     const std::vector<double> want =
@@ -526,9 +540,58 @@ TEST(NoiseUpdate, SamplingLoopAdvancesTheStepAndTimestepsOnTheDevice) {
     const std::vector<double> tol = noise_update_bounds(kd, xd, md);
     const std::vector<float> got = x.download();
     for (size_t e = 0; e < got.size(); ++e) ASSERT_NEAR(got[e], want[e], tol[e]) << "element " << e;
-    EXPECT_EQ(download_one(index.get()), uint32_t(i + 1));
+    const k::SamplingState now = download_one(state.get());
+    EXPECT_EQ(now.step_index, uint32_t(i + 1));
+    EXPECT_EQ(now.seed, seed);  // the per-batch fields are only read
+    EXPECT_EQ(now.first_image, uint32_t(kFirst));
     const int64_t shown = i + 1 < kSteps ? i + 1 : kSteps - 1;  // the last advance writes nothing
     for (float ts : timesteps.download()) EXPECT_EQ(ts, float(plan[size_t(shown)].timestep));
+  }
+}
+
+// The device's noise is engine/noise.h's float draw (the same code), for x_T
+// and for a step's z: bitwise where the device rounds logf / sinf / cosf as
+// the host's libm does (the emulator: the kernel compiled by g++ against the
+// same libm), else within twice kNormalFloatAbsError (each draw is within it
+// of the double draw). A step with every coefficient 0 but sigma = 1 gives
+// x' = 0 x0 + 0 x + 0 m + 1 z = z exactly. A wrong key (image, step, purpose)
+// gives a different normal: O(1) differences.
+TEST(NoiseUpdate, DeviceNoiseIsTheHostsFloatDraw) {
+  DDPM_REQUIRE_DEVICE();
+#if DDPM_KERNEL_TESTS_EMULATED
+  const double tol = 0;
+#else
+  const double tol = 2 * kNoise;
+#endif
+  constexpr int64_t kBatch = 3, kPerImage = 5 * 7 * 3, kSteps = 4;
+  constexpr uint32_t kFirst = 1000, kStep = 2;
+  const uint64_t seed = 0x123456789ABCull;
+  k::NoiseUpdateStep only_noise{};
+  only_noise.sigma = 1.0f;
+  const auto steps = device_copy(std::vector<k::NoiseUpdateStep>(size_t(kSteps), only_noise));
+  const auto state =
+      device_copy(std::vector<k::SamplingState>{{seed, kFirst, uint32_t(kSteps), kStep, 0}});
+  for (const Case& c : {Case{kBatch, kPerImage, 0}, Case{kBatch, 4 * 4 * 8, 0}}) {
+    SCOPED_TRACE(c.name());
+    const int64_t n = c.batch * c.per_image;
+    Slice<float> x{size_t(n)}, m{size_t(n)};
+    x.poison();
+    k::initial_noise(state.get(), x.get(), c.batch, c.per_image, nullptr);
+    const std::vector<float> x_t = x.download();
+    m.upload(random_floats(size_t(n), 3));
+    k::noise_update(steps.get(), state.get(), m.get(), x.get(), c.batch, c.per_image, nullptr);
+    const std::vector<float> z = x.download();
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const auto image = kFirst + uint32_t(i / c.per_image), e = uint32_t(i % c.per_image);
+      const float want_x = noise_normal_f(seed, NoisePurpose::initial_sample, 0, image, e);
+      const float want_z = noise_normal_f(seed, NoisePurpose::step_noise, kStep, image, e);
+      ASSERT_NEAR(x_t[size_t(i)], want_x, tol) << "x_T element " << i;
+      ASSERT_NEAR(z[size_t(i)], want_z, tol) << "z element " << i;
+      worst = std::max({worst, std::abs(double(x_t[size_t(i)]) - want_x),
+                        std::abs(double(z[size_t(i)]) - want_z)});
+    }
+    RecordProperty("max_abs_difference", sci(worst));
   }
 }
 
@@ -538,15 +601,19 @@ TEST(NoiseUpdate, AdvanceSamplingStepCoversLargeAndEmptyBatches) {
   std::vector<k::NoiseUpdateStep> table;
   for (const StepCoefficients& s : plan) table.push_back(to_kernel(s));
   const auto steps = device_copy(table);
-  const auto index = device_copy(std::vector<uint32_t>{3});
+  const auto state = device_copy(std::vector<k::SamplingState>{{1, 0, 50, 3, 0}});
   DeviceArray<float> timesteps(300);  // more images than threads in the block
-  k::advance_sampling_step(steps.get(), index.get(), 50, timesteps.get(), 300, nullptr);
-  EXPECT_EQ(download_one(index.get()), 4u);
+  k::advance_sampling_step(steps.get(), state.get(), timesteps.get(), 300, std::nullopt, nullptr);
+  EXPECT_EQ(download_one(state.get()).step_index, 4u);
   for (float ts : timesteps.download()) ASSERT_EQ(ts, float(plan[4].timestep));
-  k::advance_sampling_step(steps.get(), index.get(), 50, nullptr, 0, nullptr);
-  EXPECT_EQ(download_one(index.get()), 5u);
-  EXPECT_THROW(k::advance_sampling_step(steps.get(), index.get(), 0, timesteps.get(), 1, nullptr),
-               std::invalid_argument);
+  k::advance_sampling_step(steps.get(), state.get(), nullptr, 0, std::nullopt, nullptr);
+  EXPECT_EQ(download_one(state.get()).step_index, 5u);
+  k::start_sampling(steps.get(), state.get(), timesteps.get(), 300, nullptr);
+  EXPECT_EQ(download_one(state.get()).step_index, 0u);
+  for (float ts : timesteps.download()) ASSERT_EQ(ts, float(plan[0].timestep));
+  EXPECT_THROW(
+      k::advance_sampling_step(steps.get(), nullptr, timesteps.get(), 1, std::nullopt, nullptr),
+      std::invalid_argument);
 }
 
 }  // namespace

@@ -161,6 +161,27 @@ TEST(DropoutKernel, GridStrideLoopsCoverEveryQuad) {
   run_case(Case{5003, 0.4, 77, 3, 9, true, 2});
 }
 
+// The step read from device memory (step_ptr: a captured training step) gives
+// the mask of that step, whatever the key's own `step` says, and a new value
+// there a new mask on the next launch of the same key.
+TEST(DropoutKernel, StepInDeviceMemoryKeysTheMask) {
+  DDPM_REQUIRE_DEVICE();
+  const int64_t n = 1030;
+  const std::vector<float> x = testing::random_floats(size_t(n), 21);
+  const DeviceArray<float> x_dev(x);
+  DeviceArray<float> y{static_cast<size_t>(n)}, want{static_cast<size_t>(n)};
+  DeviceArray<uint32_t> step(1);
+  for (uint32_t s : {7u, 8u}) {
+    step.upload({s});
+    kernels::dropout_forward(x_dev.get(), y.get(), n, 0.5, DropoutKey{99, 0, 4, step.get()},
+                             nullptr);
+    kernels::dropout_forward(x_dev.get(), want.get(), n, 0.5, DropoutKey{99, s, 4}, nullptr);
+    expect_equal(y.download(), want.download(), "step " + std::to_string(s));
+  }
+  kernels::dropout_forward(x_dev.get(), want.get(), n, 0.5, DropoutKey{99, 7, 4}, nullptr);
+  EXPECT_NE(y.download(), want.download());  // step 8's mask is not step 7's
+}
+
 TEST(DropoutKernel, RejectsBadArguments) {
   DDPM_REQUIRE_DEVICE();
   DeviceArray<float> a(4), b(4);

@@ -635,6 +635,7 @@ TEST(Elementwise, LaunchersRejectBadShapes) {
                std::invalid_argument);
   try {
     k::concat_channels_forward(a.get(), y.get(), 4, 5, 8, 4, nullptr);
+    ADD_FAILURE() << "concat_channels_forward accepted mismatched channels";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("concat_channels_forward"), std::string::npos) << e.what();
   }

@@ -535,6 +535,7 @@ TEST(GroupNormKernel, RejectsBadArguments) {
   EXPECT_THROW(forward({1, 2, 4, 1}, false), std::invalid_argument);  // gamma without beta
   try {
     forward({1, 4, 6, 4});
+    ADD_FAILURE() << "group_norm_forward accepted 6 channels in 4 groups";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("group_norm_forward"), std::string::npos) << e.what();
   }
