@@ -98,7 +98,7 @@ int run_training(const TrainOptions& o) {
   if (dev.device == Device::cuda)
     std::cout << "training step: on the device, "
               << (step_options.graph ? "captured as a CUDA graph and replayed (--graph on)"
-                          : "launched eagerly (--graph off)")
+                                     : "launched eagerly (--graph off)")
               << std::endl;
   // The run folder is made only once the data and the model are known to fit.
   fs::create_directories(out / "samples");
@@ -200,10 +200,10 @@ int run_training(const TrainOptions& o) {
                     (saved_at >= 0 ? " (step " + std::to_string(saved_at) + ")" : "")
               : "no checkpoint was saved before it";
       throw std::runtime_error("training diverged at step " + std::to_string(not_finite->step) +
-                             ": loss " + std::to_string(not_finite->loss) + ", gradient norm " +
-                             std::to_string(not_finite->grad_norm) + "; " + good + saved +
-                             ". Lower the learning rate or raise warmup_steps, then resume "
-                             "from the good checkpoint");
+                               ": loss " + std::to_string(not_finite->loss) + ", gradient norm " +
+                               std::to_string(not_finite->grad_norm) + "; " + good + saved +
+                               ". Lower the learning rate or raise warmup_steps, then resume "
+                               "from the good checkpoint");
     }
     return last;
   };

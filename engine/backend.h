@@ -6,11 +6,19 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 
 #include "engine/graph.h"
 
 namespace ddpm {
+
+// A model, batch or buffer that does not fit in the device's memory; the
+// message says what was planned and what is available.
+class OutOfMemoryError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 // What a step needs besides tensors. `seed` and `step` key every random draw
 // (dropout masks), so a step replays identically.
@@ -54,6 +62,9 @@ class Backend {
   virtual std::string name() const = 0;
 
   virtual void* allocate(size_t bytes) = 0;
+  // Bytes an allocation can still get now (the CPU: MemAvailable; a GPU:
+  // cudaMemGetInfo's free), or SIZE_MAX when unknown. For clear errors.
+  virtual size_t available_memory() const { return SIZE_MAX; }
   virtual void deallocate(void* p) noexcept = 0;
   virtual void fill_zero(void* p, size_t bytes) = 0;
   virtual void copy_from_host(void* dst, const void* src, size_t bytes) = 0;

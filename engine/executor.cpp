@@ -11,12 +11,34 @@ namespace ddpm {
 Executor::Executor(const Graph& graph, Backend& backend, ExecMode mode)
     : graph_(graph), backend_(backend), mode_(mode), plan_(plan_memory(graph, mode)) {
   const size_t elem = dtype_size(graph.dtype);
-  arena_ = DeviceBuffer(backend, plan_.peak_bytes);
-  params_ = DeviceBuffer(backend, static_cast<size_t>(graph.param_buffer_elements) * elem);
-  if (mode == ExecMode::training) {
-    grads_ = DeviceBuffer(backend, params_.bytes());
-    if (grads_.bytes()) backend.fill_zero(grads_.data(), grads_.bytes());
+  const size_t param_bytes = static_cast<size_t>(graph.param_buffer_elements) * elem;
+  const size_t planned = plan_.peak_bytes + param_bytes * (mode == ExecMode::training ? 2 : 1);
+  // Said before allocating: a CPU allocation past the memory may succeed
+  // (overcommit) and be killed later instead of failing.
+  auto too_big = [&](const std::string& cause) {
+    return OutOfMemoryError(std::string(mode == ExecMode::training ? "training" : "inference") +
+                            " with this model "
+                            "and batch needs " +
+                            std::to_string(planned >> 20) + " MiB of " + backend.name() +
+                            " memory" + " (activations " + std::to_string(plan_.peak_bytes >> 20) +
+                            " MiB, parameters" +
+                            (mode == ExecMode::training ? " and gradients " : " ") +
+                            std::to_string((planned - plan_.peak_bytes) >> 20) + " MiB): " + cause +
+                            ". Use a smaller batch (--batch) or model");
+  };
+  const size_t available = backend.available_memory();
+  if (planned > available)
+    throw too_big("only " + std::to_string(available >> 20) + " MiB are available");
+  try {
+    arena_ = DeviceBuffer(backend, plan_.peak_bytes);
+    params_ = DeviceBuffer(backend, param_bytes);
+    if (mode == ExecMode::training) grads_ = DeviceBuffer(backend, params_.bytes());
+  } catch (const OutOfMemoryError& e) {
+    throw too_big(e.what());
+  } catch (const std::bad_alloc&) {
+    throw too_big("the allocation failed");
   }
+  if (grads_.bytes()) backend.fill_zero(grads_.data(), grads_.bytes());
   if (params_.bytes()) backend.fill_zero(params_.data(), params_.bytes());
 }
 

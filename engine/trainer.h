@@ -24,8 +24,8 @@
 #include "engine/data/image_dataset.h"
 #include "engine/executor.h"
 #include "engine/parameter_updater.h"
-#include "engine/train_config.h"
 #include "engine/sampler.h"
+#include "engine/train_config.h"
 #include "engine/training_step.h"
 #include "engine/unet.h"
 
@@ -83,7 +83,9 @@ class Trainer {
   // How sample_ema runs its loop: the host loop (the default, any backend)
   // or a device's (DeviceRuntime::make_sampling_loop: on CUDA, the whole loop
   // on the GPU).
-  void set_sampling_loop(SamplingLoopFactory make_loop) { make_sampling_loop_ = std::move(make_loop); }
+  void set_sampling_loop(SamplingLoopFactory make_loop) {
+    make_sampling_loop_ = std::move(make_loop);
+  }
 
   // Samples `count` images with the EMA weights; returns NHWC floats.
   std::vector<float> sample_ema(int64_t count, int64_t steps, const std::string& scheduler_kind,

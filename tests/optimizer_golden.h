@@ -114,7 +114,6 @@ inline void expect_updater_matches_golden(Backend& backend, const ParameterUpdat
   }
 }
 
-
 // A NaN or inf gradient reaches the norm, and the step changes nothing:
 // parameters, moments and EMA stay those of the step before.
 inline void expect_updater_skips_non_finite_gradients(Backend& backend,
@@ -142,7 +141,8 @@ inline void expect_updater_skips_non_finite_gradients(Backend& backend,
   };
   const auto after_good = state();
   ASSERT_NE(after_good[0], initial) << "the good step should move the parameters";
-  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+  for (float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     std::vector<float> g = good;
     g[2] = bad;
     backend.copy_from_host(grads.data, g.data(), grads.bytes());

@@ -2,7 +2,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <new>
+#include <string>
 
 #include "engine/cpu/ops.h"
 
@@ -11,8 +13,21 @@ namespace ddpm {
 void* CpuBackend::allocate(size_t bytes) {
   // 64-byte alignment: a cache line, and enough for any SIMD load.
   void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  if (!p) throw std::bad_alloc();
+  if (!p)
+    throw OutOfMemoryError("cpu backend: cannot allocate " + std::to_string(bytes >> 20) +
+                           " MiB (" + std::to_string(available_memory() >> 20) + " MiB available)");
   return p;
+}
+
+// MemAvailable of /proc/meminfo (what the kernel can give without swapping).
+size_t CpuBackend::available_memory() const {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  return SIZE_MAX;
 }
 
 void CpuBackend::deallocate(void* p) noexcept {

@@ -11,6 +11,7 @@ class CpuBackend : public Backend {
   std::string name() const override { return "cpu"; }
 
   void* allocate(size_t bytes) override;
+  size_t available_memory() const override;
   void deallocate(void* p) noexcept override;
   void fill_zero(void* p, size_t bytes) override;
   void copy_from_host(void* dst, const void* src, size_t bytes) override;

@@ -13,8 +13,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
-#include <stdexcept>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -197,7 +197,7 @@ class Pool {
   std::atomic<uint32_t> epoch_{0};  // bumped to start a loop, or to stop
   std::atomic<uint64_t> state_{0};  // the job's epoch, open bit, workers joined
   std::atomic<bool> stopping_{false};
-  std::mutex sleep_mutex_;  // only for sleeping: wake_ and done_
+  std::mutex sleep_mutex_;        // only for sleeping: wake_ and done_
   std::condition_variable wake_;  // epoch_ moved
   std::condition_variable done_;  // the last joined worker left a closed job
   std::mutex error_mutex_;

@@ -143,10 +143,23 @@ void* CudaBackend::allocate(size_t bytes) {
   const cudaError_t e = cudaMalloc(&p, bytes);
   if (e != cudaSuccess) {
     cudaGetLastError();  // not sticky: the caller may free something and retry
-    throw std::runtime_error("cuda backend: cudaMalloc of " + std::to_string(bytes) +
-                             " bytes failed: " + cudaGetErrorString(e));
+    const std::string what = "cuda backend: cudaMalloc of " + std::to_string(bytes >> 20) +
+                             " MiB failed: " + cudaGetErrorString(e);
+    if (e == cudaErrorMemoryAllocation)
+      throw OutOfMemoryError(what + " (" + std::to_string(available_memory() >> 20) +
+                             " MiB free on the device)");
+    throw std::runtime_error(what);
   }
   return p;
+}
+
+size_t CudaBackend::available_memory() const {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+    cudaGetLastError();
+    return SIZE_MAX;
+  }
+  return free;
 }
 
 void CudaBackend::deallocate(void* p) noexcept {

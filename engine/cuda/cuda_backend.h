@@ -45,6 +45,7 @@ class CudaBackend : public Backend {
 
   // cudaMalloc'ed (256-byte aligned); deallocate waits for the stream first.
   void* allocate(size_t bytes) override;
+  size_t available_memory() const override;
   void deallocate(void* p) noexcept override;
   // Enqueued on the stream.
   void fill_zero(void* p, size_t bytes) override;

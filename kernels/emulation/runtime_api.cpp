@@ -418,10 +418,22 @@ cudaError_t cudaGetSymbolAddress(void** devPtr, const void* symbol) {
   return cudaSuccess;
 }
 
+// Free: the host's MemAvailable (what it can give without swapping; MemFree,
+// _SC_AVPHYS_PAGES, leaves out the page cache and reads low on a busy machine).
 cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   *total = ddpm::emu::detail::host_memory_bytes();
   *free =
       static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (FILE* f = std::fopen("/proc/meminfo", "r")) {
+    char key[64];
+    unsigned long long kib = 0;
+    while (std::fscanf(f, "%63s %llu kB", key, &kib) == 2)
+      if (std::strcmp(key, "MemAvailable:") == 0) {
+        *free = static_cast<size_t>(kib) * 1024;
+        break;
+      }
+    std::fclose(f);
+  }
   return cudaSuccess;
 }
 

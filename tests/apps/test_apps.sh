@@ -83,6 +83,13 @@ else grep -q "^device: cuda: " <<<"$out" || fail "--device cuda ran, but not on 
 expect_error "dataset 'cifar10': .*/none: no such file or folder" $train --config "$src/tests/apps/tiny_train.json" --data-kind cifar10 --data "$work/none" --out "$work/failed"
 [[ -e $work/failed ]] && fail "a run that failed on its data left a run folder behind"
 
+# A batch that cannot fit: the planned memory and the available, no bad_alloc.
+expect_error "training with this model and batch needs [0-9]+ MiB of cpu memory .*: only [0-9]+ MiB are available" \
+  $train --config "$src/tests/apps/tiny_train.json" --batch 100000000 --out "$work/oom"
+[[ -e $work/oom ]] && fail "a run that did not fit left a run folder behind"
+expect_error "inference with this model and batch needs [0-9]+ MiB of cpu memory" \
+  $sample --model "$src/tests/golden/unet_tiny" --steps 1 --num 100000000 --batch 100000000 --out "$work/oom.png"
+
 echo "== Ctrl-C and kill -9: resuming in a new process gives bitwise the uninterrupted run"
 # A config with no periodic checkpoint (so the one after Ctrl-C is the one the
 # signal made) and one checkpointing every step (for kill -9).

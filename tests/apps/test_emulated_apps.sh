@@ -135,5 +135,9 @@ PY
 expect_error "check-numerics: the (forward|backward) of '[^']+' \([a-z_0-9]+\) wrote" \
   "$train" --config "$work/diverge.json" --device cuda --check-numerics --out "$work/div_numerics"
 
+echo "== a batch that cannot fit in device memory: a clear error"
+expect_error "training with this model and batch needs [0-9]+ MiB of cuda memory.*available" \
+  "$train" --config "$config" --device cuda --batch 100000000 --out "$work/oom"
+
 if ((failures)); then echo "$failures failure(s)"; exit 1; fi
 echo "all emulated app checks passed"
