@@ -16,6 +16,7 @@
 #include "engine/cpu/thread_pool.h"
 #include "engine/trainer.h"
 #include "tests/synthetic_images.h"
+#include "tests/tiny_unet.h"
 
 namespace ddpm {
 namespace {
@@ -26,14 +27,7 @@ namespace fast = cpu::fast;
 // several channels per group, dropout.
 TrainConfig tiny_config() {
   TrainConfig c;
-  c.model.sample_size = c.model.sample_height = c.model.sample_width = 8;
-  c.model.in_channels = c.model.out_channels = 1;
-  c.model.block_out_channels = {8, 16};
-  c.model.layers_per_block = 1;
-  c.model.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
-  c.model.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
-  c.model.norm_num_groups = 4;
-  c.model.dropout = 0.1;
+  c.model = testing::tiny_unet(/*attention_in_level_2=*/true, /*head_dim=*/0);
   c.training.batch_size = 4;
   c.training.learning_rate = 2e-3;
   c.training.warmup_steps = 1;

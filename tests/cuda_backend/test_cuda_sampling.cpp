@@ -45,6 +45,7 @@
 #include "kernels/check.cuh"
 #include "kernels/diffusion.cuh"
 #include "tests/kernels/kernel_test_util.h"
+#include "tests/tiny_unet.h"
 
 #if DDPM_KERNEL_TESTS_EMULATED
 #include "kernels/emulation/emulator_api.h"
@@ -183,20 +184,9 @@ UNetGraph toy_denoiser(int64_t batch, DType dtype = DType::f32) {
   return u;
 }
 
-// Two levels (8 and 16 channels), the mid block's attention: every op of the
-// real model at a size the emulator runs a step of in about a second.
+// Attention in the mid block only: a sampling step in about a second emulated.
 UNetConfig tiny_unet() {
-  UNetConfig c;
-  c.sample_size = c.sample_height = c.sample_width = 8;
-  c.in_channels = c.out_channels = 1;
-  c.block_out_channels = {8, 16};
-  c.layers_per_block = 1;
-  c.down_block_types = {"DownBlock2D", "DownBlock2D"};
-  c.up_block_types = {"UpBlock2D", "UpBlock2D"};
-  c.norm_num_groups = 4;
-  c.attention_head_dim = 8;
-  c.dropout = 0.1;  // folded away in inference
-  return c;
+  return testing::tiny_unet(/*attention_in_level_2=*/false, /*head_dim=*/8);
 }
 
 // One model on three executors: the CUDA backend, and the CPU's host loop in

@@ -64,6 +64,7 @@
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/optimizer_golden.h"
 #include "tests/synthetic_images.h"
+#include "tests/tiny_unet.h"
 
 #if DDPM_KERNEL_TESTS_EMULATED
 #include "kernels/emulation/emulator_api.h"
@@ -76,20 +77,9 @@ namespace fs = std::filesystem;
 
 using testing::squares;
 
-// Two levels (8 and 16 channels), the mid block's attention, dropout: every
-// op of the real model at a size the emulator trains in a few seconds.
+// Attention in the mid block only: a few seconds of emulated training.
 UNetConfig tiny_model() {
-  UNetConfig c;
-  c.sample_size = c.sample_height = c.sample_width = 8;
-  c.in_channels = c.out_channels = 1;
-  c.block_out_channels = {8, 16};
-  c.layers_per_block = 1;
-  c.down_block_types = {"DownBlock2D", "DownBlock2D"};
-  c.up_block_types = {"UpBlock2D", "UpBlock2D"};
-  c.norm_num_groups = 4;
-  c.attention_head_dim = 8;
-  c.dropout = 0.1;
-  return c;
+  return testing::tiny_unet(/*attention_in_level_2=*/false, /*head_dim=*/8);
 }
 
 TrainConfig tiny_training() {

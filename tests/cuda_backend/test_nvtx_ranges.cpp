@@ -25,6 +25,7 @@
 #include "engine/unet.h"
 #include "tests/cuda_backend/nvtx_recorder.h"
 #include "tests/kernels/kernel_test_util.h"
+#include "tests/tiny_unet.h"
 
 namespace ddpm {
 namespace {
@@ -35,17 +36,7 @@ constexpr uint32_t color(nvtx::Phase p) {
 
 // The tiny UNet of the sampling tests, with attention in its second level.
 UNetConfig tiny_unet() {
-  UNetConfig c;
-  c.sample_size = c.sample_height = c.sample_width = 8;
-  c.in_channels = c.out_channels = 1;
-  c.block_out_channels = {8, 16};
-  c.layers_per_block = 1;
-  c.down_block_types = {"DownBlock2D", "AttnDownBlock2D"};
-  c.up_block_types = {"AttnUpBlock2D", "UpBlock2D"};
-  c.norm_num_groups = 4;
-  c.attention_head_dim = 8;
-  c.dropout = 0.1;
-  return c;
+  return testing::tiny_unet(/*attention_in_level_2=*/true, /*head_dim=*/8);
 }
 
 struct Range {
