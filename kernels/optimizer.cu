@@ -26,11 +26,14 @@
 //
 // Both use 128-bit loads / stores when every pointer is 16-byte aligned (the
 // flat buffers are), n / 4 float4s and a scalar tail of n % 4; otherwise
-// scalar throughout.
+// scalar throughout. The optional bf16 copy of the parameters (issue 11) adds
+// a 2 B store per element (8 B per float4, so it needs 8-byte alignment for
+// the vector path), rounded to nearest even from the fp32 result.
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 
+#include "kernels/bf16_io.cuh"
 #include "kernels/block_reduce.cuh"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
@@ -135,7 +138,7 @@ __global__ void __launch_bounds__(kThreads)
     adamw_ema_kernel(float* __restrict__ param, const float* __restrict__ grad,
                      float* __restrict__ m, float* __restrict__ v, float* __restrict__ ema,
                      int64_t n, const uint32_t* __restrict__ step, const float* __restrict__ norm,
-                     AdamWEmaConfig c) {
+                     AdamWEmaConfig c, __nv_bfloat16* __restrict__ params_bf16) {
   __shared__ AdamWScalars shared_scalars;
   if (threadIdx.x == 0) shared_scalars = adamw_scalars(c, *step, norm);
   __syncthreads();
@@ -164,6 +167,9 @@ __global__ void __launch_bounds__(kThreads)
       m4[i] = make_float4(a.m, b.m, cc.m, d.m);
       v4[i] = make_float4(a.v, b.v, cc.v, d.v);
       if (with_ema) e4[i] = make_float4(a.ema, b.ema, cc.ema, d.ema);
+      if (params_bf16)
+        reinterpret_cast<uint2*>(params_bf16)[i] =
+            make_uint2(mma::pack_bf16x2(a.param, b.param), mma::pack_bf16x2(cc.param, d.param));
     }
     scalar_from = n / 4 * 4;
   }
@@ -174,6 +180,7 @@ __global__ void __launch_bounds__(kThreads)
     m[i] = a.m;
     v[i] = a.v;
     if (with_ema) ema[i] = a.ema;
+    if (params_bf16) params_bf16[i] = bf16io::from_float<__nv_bfloat16>(a.param);
   }
 }
 
@@ -219,7 +226,7 @@ void grad_norm(const float* grad, int64_t n, float* norm, void* workspace, cudaS
 
 void adamw_ema_step(float* param, const float* grad, float* m, float* v, float* ema, int64_t n,
                     const uint32_t* step, const float* norm, const AdamWEmaConfig& c,
-                    cudaStream_t stream) {
+                    cudaStream_t stream, __nv_bfloat16* params_bf16) {
   if (n < 0) fail("adamw_ema_step", "n must be >= 0, got " + std::to_string(n));
   if (n == 0) return;
   if (!param || !grad || !m || !v || !step)
@@ -234,13 +241,14 @@ void adamw_ema_step(float* param, const float* grad, float* m, float* v, float* 
   const int64_t wanted = (n / 4 + kThreads - 1) / kThreads;
   const int64_t blocks = wanted < 1 ? 1 : wanted < kAdamMaxBlocks ? wanted : kAdamMaxBlocks;
   const bool vector = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v) &&
-                      (ema == nullptr || aligned16(ema));
+                      (ema == nullptr || aligned16(ema)) &&
+                      reinterpret_cast<uintptr_t>(params_bf16) % 8 == 0;
   if (vector)
     DDPM_LAUNCH(adamw_ema_kernel<true>, int(blocks), kThreads, 0, stream, param, grad, m, v, ema, n,
-                step, norm, c);
+                step, norm, c, params_bf16);
   else
     DDPM_LAUNCH(adamw_ema_kernel<false>, int(blocks), kThreads, 0, stream, param, grad, m, v, ema,
-                n, step, norm, c);
+                n, step, norm, c, params_bf16);
   DDPM_CUDA_CHECK(cudaGetLastError());
 }
 

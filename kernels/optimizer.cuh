@@ -4,6 +4,7 @@
 // the device from device memory, so the whole training step is capturable.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -37,8 +38,12 @@ struct AdamWEmaConfig {
 // grad_scale = the clip factor and the trainer's warmup: the step's scalars are
 // derived in double from the config as the CPU derives them, and each
 // element runs the CPU's float formula (up to the GPU's FMA contraction).
+// params_bf16 (optional, n elements): also receives the updated param rounded
+// to bf16 (nearest even), the bf16 weights of the next mixed-precision
+// forward, with no separate cast pass; null leaves the fp32 behaviour as
+// without it (bitwise). Not written when the step is skipped (non-finite norm).
 void adamw_ema_step(float* param, const float* grad, float* m, float* v, float* ema, int64_t n,
                     const uint32_t* step, const float* norm, const AdamWEmaConfig& c,
-                    cudaStream_t stream);
+                    cudaStream_t stream, __nv_bfloat16* params_bf16 = nullptr);
 
 }  // namespace ddpm::kernels

@@ -25,3 +25,8 @@ if ((${#missing[@]})); then
 else
   echo "setup: all Debian packages present"
 fi
+
+# cuobjdump/nvdisasm for the static kernel report (ctest static.kernel_report), from
+# PyPI. Not fatal here: without them that test fails and says how to install them.
+bash "$(dirname "$0")/install_cuda_binutils.sh" ||
+  echo "setup: WARNING: cuobjdump not installed; static.kernel_report will fail" >&2

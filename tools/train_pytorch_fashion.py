@@ -11,6 +11,11 @@ scores.
         --config apps/configs/fashion_mnist.json --steps 2000 --out runs/torch_fashion
     tools/.venv/bin/python tools/fashion_fid.py score runs/torch_fashion/samples.npy
 
+Long runs: it saves its whole state (model, AdamW, warmup, EMA, data order,
+generator) to <out>/state.pt every --save-every steps (written to a temporary
+file, then renamed) and continues from it with --resume, bitwise as if never
+stopped (same process layout and threads).
+
 It also prints training img/s: on the same machine and threads, the yardstick
 for the CPU backend's speed (issue: CPU as fast as PyTorch).
 """
@@ -41,6 +46,8 @@ def main():
     p.add_argument("--out", required=True, type=pathlib.Path)
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--save-every", type=int, default=100, help="steps between state saves")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/state.pt")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -69,11 +76,30 @@ def main():
     images, _ = load_split(DATA, "train")
     x_all = torch.from_numpy(images * 2 - 1)[:, None]  # [N, 1, 28, 28] in [-1, 1]
     args.out.mkdir(parents=True, exist_ok=True)
-    log = open(args.out / "metrics.jsonl", "w")
     gen = torch.Generator().manual_seed(0)
-    start = time.time()
     perm, pos = torch.randperm(len(x_all), generator=gen), 0
-    for step in range(1, steps + 1):
+    first, done_before = 1, 0.0
+    state_path = args.out / "state.pt"
+    if args.resume:
+        if not state_path.exists():
+            sys.exit(f"--resume: {state_path} does not exist")
+        st = torch.load(state_path, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        lr_sched.load_state_dict(st["lr_sched"])
+        ema.load_state_dict(st["ema"])
+        gen.set_state(st["gen"])
+        perm, pos, first, done_before = st["perm"], st["pos"], st["step"] + 1, st["elapsed"]
+        print(f"resumed {state_path} at step {st['step']}", flush=True)
+    log = open(args.out / "metrics.jsonl", "a" if args.resume else "w")
+    if args.resume:  # drop lines logged after the saved step
+        lines = (args.out / "metrics.jsonl").read_text().splitlines()
+        log.close()
+        keep = [l for l in lines if json.loads(l)["step"] < first]
+        (args.out / "metrics.jsonl").write_text("".join(l + "\n" for l in keep))
+        log = open(args.out / "metrics.jsonl", "a")
+    start = time.time() - done_before
+    for step in range(first, steps + 1):
         if pos + batch > len(perm):
             perm, pos = torch.randperm(len(x_all), generator=gen), 0
         x0 = x_all[perm[pos:pos + batch]]
@@ -98,6 +124,14 @@ def main():
             log.flush()
             print(f"step {step}/{steps} loss {loss.item():.4f} {step * batch / elapsed:.1f} img/s",
                   flush=True)
+        if step % args.save_every == 0 and step < steps:
+            log.flush()
+            tmp = state_path.with_suffix(".tmp")
+            torch.save(dict(model=model.state_dict(), opt=opt.state_dict(),
+                            lr_sched=lr_sched.state_dict(), ema=ema.state_dict(),
+                            gen=gen.get_state(), perm=perm, pos=pos, step=step,
+                            elapsed=elapsed), tmp)
+            tmp.replace(state_path)
     ema.copy_to(model.parameters())
     model.eval()
     ddim = DDIMScheduler.from_config(noise_sched.config)

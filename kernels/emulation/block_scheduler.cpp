@@ -92,6 +92,7 @@ std::string BlockScheduler::run_block(const KernelBody& body, uint3 block_index,
         uint3{i % block_dim.x, (i / block_dim.x) % block_dim.y, i / (block_dim.x * block_dim.y)};
     t.state = ThreadState::kRunnable;
     t.request = nullptr;
+    t.async_copies.clear();
     prepare_fiber(t.context, *t.stack, &thread_main, &t);
     if (san::kTsan && !t.named) {
       const std::string name = "cuda thread " + std::to_string(i);
@@ -110,7 +111,11 @@ std::string BlockScheduler::run_block(const KernelBody& body, uint3 block_index,
 
   // Back here once every thread has exited, or the block was aborted. The
   // block's writes happen before whatever this worker runs next.
-  for (unsigned i = 0; i < count_; ++i) san::acquire(&threads_[i]->arrived);
+  for (unsigned i = 0; i < count_; ++i) {
+    san::acquire(&threads_[i]->arrived);
+    // Copies never waited for point into this block's shared memory: drop them.
+    threads_[i]->async_copies.clear();
+  }
   running_ = nullptr;
   t_scheduler = nullptr;
   return error_;

@@ -24,6 +24,28 @@ class BlockScheduler;
 
 enum class ThreadState : std::uint8_t { kRunnable, kAtBarrier, kAtWarpOp, kExited };
 
+// One cp.async a CUDA thread issued and has not yet performed (async_copy_model.cpp).
+struct PendingAsyncCopy {
+  void* dst;        // shared memory, poisoned until the copy is performed
+  const void* src;  // global memory, read only when the copy is performed
+  unsigned cp_size;
+  unsigned src_size;  // bytes read from src; the rest of cp_size is zero-filled
+};
+
+// A CUDA thread's cp.async state: its committed groups, oldest first, then
+// the copies issued since its last commit. Emptied at every block start and
+// end: copies a block never waited for are dropped, as on a GPU, where they
+// would land in shared memory that dies with the block.
+struct AsyncCopyQueue {
+  std::vector<PendingAsyncCopy> copies;  // committed groups' copies, then uncommitted ones
+  std::vector<std::size_t> group_ends;   // per committed group: one past its last copy
+
+  void clear() {
+    copies.clear();
+    group_ends.clear();
+  }
+};
+
 // One CUDA thread: a fiber (kept across blocks) and its state in the block.
 struct CudaThread {
   FiberContext context;
@@ -44,6 +66,8 @@ struct CudaThread {
   // each waiter's `woken`, which the waiter acquires when it resumes.
   char arrived = 0;
   char woken = 0;
+
+  AsyncCopyQueue async_copies;
 };
 
 class BlockScheduler {
@@ -64,6 +88,7 @@ class BlockScheduler {
   int barrier(BarrierKind kind, int predicate, const char* file, unsigned line);
   void warp_exchange(WarpRequest& request);
   unsigned active_lanes() const;
+  CudaThread& running_thread() { return *running_; }
   // Records the error and unwinds the running fiber's frames to its start,
   // from where it returns to the worker; the block's other fibers are dropped.
   [[noreturn]] void abort_block(const std::string& message);

@@ -42,6 +42,13 @@
 //   - cuda_fp16.h / cuda_bf16.h, plus __hfma, hexp, hsqrt, hrsqrt, ... (intrinsics.h);
 //     fast-math and rounded float intrinsics, bit intrinsics, min/max, __ldg.
 //   - curand_kernel.h device API (Philox, XORWOW, MRG32k3a; not MTGP32).
+//   - cp.async with commit and wait groups, through kernels/async_copy.cuh
+//     (async_copy_model.h): per-thread groups; the destination is poisoned
+//     (0xFF) at issue and written at the wait by the waiting thread (a read
+//     before the wait sees NaN; TSan sees a read without a barrier after the
+//     wait as a race); misaligned or non-shared destinations fail the launch.
+//     ldmatrix (x1/x2/x4, .trans) through kernels/ldmatrix.cuh's shuffle twin,
+//     and mma.sync m16n8k16 bf16 through kernels/warp_mma.cuh's.
 //   - Runtime API on host memory (runtime_api.cpp, stream_api.cpp): cudaMalloc/
 //     Free/Memcpy/Memset (+Async, +Host, +Symbol), streams and events (synchronous),
 //     cudaLaunchHostFunc, cudaGetLastError, cudaFuncSetAttribute, device
@@ -94,25 +101,26 @@
 // CUDA threads of a block (barriers and warp operations are its only
 // happens-before edges).
 //
-// Not supported: inline PTX (mma.sync, ldmatrix, cp.async, wgmma, TMA,
-// mbarrier), cooperative groups, clusters and distributed shared memory,
-// grid-wide sync or spinning on other blocks, textures and surfaces, dynamic
-// parallelism, CUB/CCCL device internals, <mma.h> (WMMA), timing and
-// occupancy; in graphs: kernel and memcpy nodes built by cudaGraphAddNode
-// (capture them instead), child graph, event, memory allocation and external
-// semaphore nodes, stream-ordered allocation (cudaMallocAsync) during capture,
-// cudaGraphLaunch into a capturing stream, device-launched graphs (each is
-// refused with an error naming it); __noinline__ (left undefined: defining it
-// would break __attribute__((__noinline__)) in system headers). __CUDA_ARCH__ is not
+// Not supported: inline PTX (mma.sync, ldmatrix and cp.async only through the
+// headers above; wgmma, TMA, mbarrier), cooperative groups, clusters and
+// distributed shared memory, grid-wide sync or spinning on other blocks,
+// textures and surfaces, dynamic parallelism, CUB/CCCL device internals,
+// <mma.h> (WMMA), timing and occupancy; in graphs: kernel and memcpy nodes
+// built by cudaGraphAddNode (capture them instead), child graph, event, memory
+// allocation and external semaphore nodes, stream-ordered allocation
+// (cudaMallocAsync) during capture, cudaGraphLaunch into a capturing stream,
+// device-launched graphs (each is refused with an error naming it);
+// __noinline__ (left undefined: defining it would break
+// __attribute__((__noinline__)) in system headers). __CUDA_ARCH__ is not
 // defined, so `#if __CUDA_ARCH__ >= ...` code takes its fallback branch. A raw
 // `extern __shared__ T name[];` declaration compiles but does not link: use
 // DDPM_DYNAMIC_SHARED. Static __shared__ arrays are thread_local storage, which
 // has no ASan redzones: an index one past such an array is not reported (it is
 // for dynamic shared memory). Device functions defined in headers must be
-// `__device__ inline` (here __device__ expands to nothing). Results differ
-// from the GPU in the last bits (no FMA contraction, exact "fast" intrinsics).
-// Under TSan, __threadfence is not modelled: a fence-then-flag handshake
-// between blocks is reported as a race.
+// `__device__ inline` (here __device__ expands to nothing). Results differ from
+// the GPU in the last bits (no FMA contraction, exact "fast" intrinsics). Under
+// TSan, __threadfence is not modelled: a fence-then-flag handshake between
+// blocks is reported as a race.
 #pragma once
 
 #if defined(__CUDACC__)

@@ -55,6 +55,7 @@ else()
 endif()
 
 set(DDPM_EMULATION_RUNTIME_SOURCES
+    ${DDPM_EMULATION_DIR}/async_copy_model.cpp
     ${DDPM_EMULATION_DIR}/block_diagnostics.cpp
     ${DDPM_EMULATION_DIR}/block_scheduler.cpp
     ${DDPM_EMULATION_DIR}/capture.cpp

@@ -27,6 +27,9 @@
 #endif
 #if DDPM_EMU_TSAN
 #include <sanitizer/tsan_interface.h>
+// Exported by the TSan runtime, not declared by GCC 12's tsan_interface.h.
+extern "C" void __tsan_read_range_pc(void* address, unsigned long bytes, void* pc);
+extern "C" void __tsan_write_range_pc(void* address, unsigned long bytes, void* pc);
 #endif
 
 namespace ddpm::emu::detail::san {
@@ -47,6 +50,24 @@ inline void acquire(void* address) {
   __tsan_acquire(address);
 #else
   (void)address;
+#endif
+}
+
+// A read or write that the (uninstrumented) runtime makes on behalf of the
+// running CUDA thread, so TSan checks it against the other threads' accesses;
+// `pc` (a return address into kernel code) is where reports place it.
+inline void tsan_read(const void* address, std::size_t bytes, void* pc) {
+#if DDPM_EMU_TSAN
+  __tsan_read_range_pc(const_cast<void*>(address), bytes, pc);
+#else
+  (void)address, (void)bytes, (void)pc;
+#endif
+}
+inline void tsan_write(void* address, std::size_t bytes, void* pc) {
+#if DDPM_EMU_TSAN
+  __tsan_write_range_pc(address, bytes, pc);
+#else
+  (void)address, (void)bytes, (void)pc;
 #endif
 }
 

@@ -19,9 +19,10 @@ namespace ddpm::emu::detail {
 
 namespace {
 
-// Zero-initialized, so the static shared fill overwrites it; start_block sets
-// it after the fill.
+// Zero-initialized, so the static shared fill overwrites them; start_block sets
+// them after the fill.
 thread_local unsigned char* t_dynamic_shared = nullptr;
+thread_local const BlockSharedMemory* t_block_shared = nullptr;
 
 constexpr std::align_val_t kDynamicAlignment{128};
 
@@ -66,19 +67,23 @@ bool contains(const unsigned char* begin, std::size_t bytes, const void* address
 }  // namespace
 
 BlockSharedMemory::BlockSharedMemory() {
-  if (!static_poisoning_requested()) return;
   TlsSegment segment;
   dl_iterate_phdr(&find_main_program_tls, &segment);
+  const bool poison = static_poisoning_requested();
   if (!segment.found || !segment.data || segment.total_bytes <= segment.initialized_bytes) {
-    warn_once("the main program has no zero-initialized thread_local storage");
+    if (poison) warn_once("the main program has no zero-initialized thread_local storage");
     return;
   }
   unsigned char* begin = segment.data + segment.initialized_bytes;
   const std::size_t bytes = segment.total_bytes - segment.initialized_bytes;
   if (!contains(begin, bytes, &t_dynamic_shared)) {
-    warn_once("the emulator (and so probably the kernels) is not linked into the main program");
+    if (poison)
+      warn_once("the emulator (and so probably the kernels) is not linked into the main program");
     return;
   }
+  tbss_begin_ = begin;
+  tbss_bytes_ = bytes;
+  if (!poison) return;
   if (contains(begin, bytes, abi::__cxa_get_globals())) {
     warn_once("libstdc++ is linked statically; its exception state shares that storage");
     return;
@@ -111,6 +116,23 @@ void BlockSharedMemory::start_block() {
   if (static_bytes_ != 0) std::memset(static_begin_, 0xFF, static_bytes_);
   if (dynamic_bytes_ != 0) std::memset(dynamic_, 0xFF, dynamic_bytes_);
   t_dynamic_shared = dynamic_;
+  t_block_shared = this;
+}
+
+SharedRange BlockSharedMemory::classify(const void* address, std::size_t bytes) const {
+  const auto within = [&](const unsigned char* begin, std::size_t size) {
+    const auto* a = static_cast<const unsigned char*>(address);
+    return begin != nullptr && a >= begin && bytes <= size &&
+           a - begin <= std::ptrdiff_t(size - bytes);
+  };
+  if (within(dynamic_, dynamic_bytes_) || within(tbss_begin_, tbss_bytes_))
+    return SharedRange::kInside;
+  return tbss_begin_ ? SharedRange::kOutside : SharedRange::kUnknown;
+}
+
+SharedRange classify_shared(const void* address, std::size_t bytes) {
+  if (!BlockScheduler::current() || !t_block_shared) return SharedRange::kUnknown;
+  return t_block_shared->classify(address, bytes);
 }
 
 void* dynamic_shared_base() {

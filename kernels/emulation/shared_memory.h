@@ -22,6 +22,16 @@
 
 namespace ddpm::emu::detail {
 
+enum class SharedRange : unsigned char { kInside, kOutside, kUnknown };
+
+// Whether [address, address + bytes) lies in the shared memory of the block
+// running on this worker thread: inside its dynamic region, or inside the
+// main program's zero-initialized TLS (where every static __shared__ variable
+// lives, together with a few of the emulator's own thread_locals, so a write
+// to those passes: the check is for pointers into global or local memory).
+// kUnknown when that TLS range could not be found (see below).
+SharedRange classify_shared(const void* address, std::size_t bytes);
+
 class BlockSharedMemory {
  public:
   BlockSharedMemory();  // on the worker thread it serves
@@ -35,11 +45,15 @@ class BlockSharedMemory {
   // dynamic region to dynamic_shared_base().
   void start_block();
 
+  SharedRange classify(const void* address, std::size_t bytes) const;
+
  private:
   void release_dynamic();
 
   unsigned char* static_begin_ = nullptr;  // this thread's .tbss range, if poisoned
   std::size_t static_bytes_ = 0;
+  unsigned char* tbss_begin_ = nullptr;  // this thread's .tbss range, if found (poisoned or not)
+  std::size_t tbss_bytes_ = 0;
   unsigned char* dynamic_ = nullptr;
   std::size_t dynamic_bytes_ = 0;
   bool dynamic_allocated_ = false;

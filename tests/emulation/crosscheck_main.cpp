@@ -6,10 +6,13 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "tests/emulation/device_buffer.h"
@@ -166,6 +169,53 @@ void print_matmul_result() {
               double(c.back()));
 }
 
+// ldmatrix forms on four 8x8 matrices of 16-bit 0x0mrc (matrix m, row r,
+// column c), each row in its own permuted 16-byte slot, and a 3-stage
+// cp.async pipeline with a zero-filled tail (ldmatrix_kernels.cu).
+void print_tile_primitives() {
+  std::vector<uint4> image(32);
+  std::vector<int> lane_slot(32);
+  for (int m = 0; m < 4; ++m)
+    for (int r = 0; r < 8; ++r) {
+      const int slot = (13 * (8 * m + r) + 7) % 32;
+      uint16_t row[8];
+      for (int c = 0; c < 8; ++c) row[c] = uint16_t((m << 8) | (r << 4) | c);
+      std::memcpy(&image[slot], row, sizeof row);
+      lane_slot[8 * m + r] = slot;
+    }
+  DeviceBuffer<uint4> dimage(image);
+  DeviceBuffer<int> dslots(lane_slot);
+  DeviceBuffer<uint32_t> out(32 * 4);
+  const std::pair<LdsmForm, const char*> forms[] = {{LdsmForm::kX1, "x1"},
+                                                    {LdsmForm::kX2, "x2"},
+                                                    {LdsmForm::kX4, "x4"},
+                                                    {LdsmForm::kX1Trans, "x1.trans"},
+                                                    {LdsmForm::kX2Trans, "x2.trans"},
+                                                    {LdsmForm::kX4Trans, "x4.trans"}};
+  for (const auto& [form, name] : forms) {
+    ldmatrix_load(form, dimage.get(), dslots.get(), out.get(), nullptr);
+    const std::vector<uint32_t> r = out.download();
+    std::vector<unsigned> words;
+    for (int lane : {0, 5, 14, 31})
+      for (int j = 0; j < ldsm_registers(form); ++j) words.push_back(r[4 * lane + j]);
+    std::printf("ldmatrix %s lanes 0 5 14 31:%s\n", name, hex_words(words).c_str());
+  }
+
+  const int chunks = 75;  // 3 tiles of 32, the last 11 chunks short
+  std::vector<uint4> src(chunks);
+  for (int i = 0; i < chunks; ++i)
+    src[i] = uint4{unsigned(i), 0x100u + unsigned(i), 0x200u + unsigned(i), 0x300u + unsigned(i)};
+  DeviceBuffer<uint4> dsrc(src), dout(96);
+  async_copy_pipeline(dsrc.get(), chunks, dout.get(), nullptr);
+  const std::vector<uint4> o = dout.download();
+  unsigned sum = 0;
+  for (const uint4& v : o) sum += v.x + v.y + v.z + v.w;
+  std::printf("cp.async 3-stage pipeline, 75 chunks: word sum %08x out[0]%s out[70]%s out[95]%s\n",
+              sum, hex_words({o[0].x, o[0].y, o[0].z, o[0].w}).c_str(),
+              hex_words({o[70].x, o[70].y, o[70].z, o[70].w}).c_str(),
+              hex_words({o[95].x, o[95].y, o[95].z, o[95].w}).c_str());
+}
+
 }  // namespace
 }  // namespace ddpm::emu_test
 
@@ -181,5 +231,6 @@ int main() {
   print_warp_results();
   print_memory_results();
   print_matmul_result();
+  print_tile_primitives();
   return 0;
 }

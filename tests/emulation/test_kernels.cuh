@@ -108,6 +108,47 @@ void count_down(int* counter, int* iterations, cudaGraphConditionalHandle handle
 // cudaGraphSetConditional(handle, *flag != 0).
 void set_condition(const int* flag, cudaGraphConditionalHandle handle, cudaStream_t stream);
 
+// ---- ldmatrix_kernels.cu: ldmatrix and a cp.async pipeline (GPU and emulator alike) ----
+enum class LdsmForm { kX1, kX2, kX4, kX1Trans, kX2Trans, kX4Trans };
+int ldsm_registers(LdsmForm form);  // 1, 2 or 4
+bool ldsm_transposed(LdsmForm form);
+// One warp: shared memory holds the 32 16-byte slots of image[32]; lane l
+// passes the address of slot lane_slot[l] to the form; out[4 l + j] receives
+// register j of lane l (0 for j >= ldsm_registers(form)).
+void ldmatrix_load(LdsmForm form, const uint4* image, const int* lane_slot, uint32_t* out,
+                   cudaStream_t stream);
+// A 3-stage cp.async pipeline, one warp, tiles of 32 16-byte chunks:
+// out[32 i + t] = chunk 32 i + (t + 5) % 32 of src, or zeros past `chunks`
+// (out holds the chunks rounded up to a multiple of 32).
+void async_copy_pipeline(const uint4* src, int chunks, uint4* out, cudaStream_t stream);
+
+// ---- async_copy_kernels.cu: the emulator's cp.async model (emulated builds only) ----
+// One block of `threads` (<= 64); thread t copies chunk t of src (and n + t).
+enum class AsyncCopyCase {
+  kWaitAll,                // one group, wait<0>: out[t] = src[t]
+  kWaitOneOfTwo,           // groups A (src[t]) and B (src[n + t]); after wait<1>: out[t] = A's
+                           // stage, out[n + t] = B's stage; after wait<0>: out[2n + t] = B's stage
+  kZeroFill,               // odd threads copy with valid = false from a null source: out[t]
+  kUncommitted,            // A committed, B not; after wait<0>: out[t] = A's stage, out[n + t] =
+                           // B's stage; after wait_all: out[2n + t] = B's stage
+  kPartialSource,          // 16-byte copies reading t % 17 source bytes: out[t]
+  kMisalignedDestination,  // thread 3's destination is 8 bytes off a 16-byte boundary
+  kMisalignedSource,       // thread 3's source is 4 bytes off
+  kGlobalDestination,      // thread 2's destination is out[2], in global memory
+};
+void async_copy_case(AsyncCopyCase which, const uint4* src, uint4* out, int threads,
+                     cudaStream_t stream);
+// Block 0 issues copies of src[t] into its static shared stage (one group
+// committed, one copy not) and exits without waiting; every later block waits
+// (wait<0>, wait_all) without issuing and writes its stage to
+// out[b * threads + t]: the block-start 0xFF fill unless a copy leaked.
+void async_copy_leak(const uint4* src, uint4* out, int blocks, int threads, cudaStream_t stream);
+// Thread t copies src[t] into a stage, all wait<0>, then read their
+// neighbour's chunk: out[t] = src[(t + 1) % n] with the barrier after the
+// wait; without it (a deliberate bug) a race TSan must report.
+void async_copy_neighbour_read(const uint4* src, uint4* out, int threads, bool barrier_after_wait,
+                               cudaStream_t stream);
+
 // ---- bug_kernels.cu: deliberate bugs the emulator or a sanitizer must catch ----
 // Threads >= live return before the block's __syncthreads.
 void early_return_before_barrier(float* x, int threads, int live, cudaStream_t stream);

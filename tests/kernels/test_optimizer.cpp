@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "engine/cpu/optimizer.h"
@@ -222,6 +224,75 @@ TEST(AdamWEma, MatchesTheCpuAdamWAndEmaOverSeveralSteps) {
       }
     }
   }
+}
+
+// The optional bf16 copy of the parameters (issue 11): after each of 3 steps
+// it holds exactly round_to_nearest_even(param) of the fp32 master (an exact
+// check: one rounding of a value both sides have), and param, m, v, ema are
+// bitwise those of the same steps without the copy. bf16 offsets: 0 (the
+// vector path's 8-byte stores), 1 element (2 bytes: the scalar path); fp32
+// offsets 0 and 1. The copy's guards catch a write past its n elements.
+uint16_t round_to_bf16_bits(float f) {  // nearest even, finite f
+  uint32_t bits;
+  std::memcpy(&bits, &f, 4);
+  return uint16_t((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
+
+TEST(AdamWEma, Bf16CopyIsTheRoundedMasterAndChangesNothingElse) {
+  DDPM_REQUIRE_DEVICE();
+  const int64_t n = kAdamN;
+  for (const AdamCase& ac : adam_cases())
+    for (size_t bf16_offset : {size_t(0), size_t(1)}) {
+      SCOPED_TRACE(ac.name + ", bf16 copy at offset " + std::to_string(bf16_offset));
+      const k::AdamWEmaConfig& c = ac.config;
+      const std::vector<float> p = random_floats(size_t(n), 21);
+      std::vector<float> m(p.size()), v(p.size());
+      for (size_t i = 0; i < p.size(); ++i) m[i] = 0.01f * p[(i * 7) % p.size()];
+      for (size_t i = 0; i < p.size(); ++i) v[i] = 1e-4f * (1.0f + std::abs(p[(i * 3) % p.size()]));
+      struct State {
+        Slice p, g, m, v, e;
+      };
+      auto make = [&] {
+        const size_t o = ac.offset, sz = size_t(n);
+        std::unique_ptr<State> st(
+            new State{Slice(sz, o), Slice(sz, o), Slice(sz, o), Slice(sz, o), Slice(sz, o)});
+        st->p.upload(p), st->m.upload(m), st->v.upload(v), st->e.upload(p);
+        return st;
+      };
+      const auto plain = make(), with_copy = make();
+      GuardedSlice<uint16_t> copy(size_t(n), bf16_offset);
+      DeviceArray<uint32_t> step(1);
+      DeviceArray<float> norm(1);
+      DeviceArray<double> workspace(k::grad_norm_workspace_bytes(n) / sizeof(double));
+      for (int s = 1; s <= 3; ++s) {
+        SCOPED_TRACE("step " + std::to_string(s));
+        const auto su = uint32_t(s);
+        ASSERT_EQ(cudaMemcpy(step.get(), &su, sizeof su, cudaMemcpyHostToDevice), cudaSuccess);
+        const std::vector<float> g = random_floats(size_t(n), 2000 + uint64_t(s));
+        copy.poison();
+        for (State* st : {plain.get(), with_copy.get()}) {
+          st->g.upload(g);
+          k::grad_norm(st->g.get(), n, norm.get(), workspace.get(), nullptr);
+          k::adamw_ema_step(
+              st->p.get(), st->g.get(), st->m.get(), st->v.get(), ac.ema ? st->e.get() : nullptr, n,
+              step.get(), c.clip_norm > 0 ? norm.get() : nullptr, c, nullptr,
+              st == with_copy.get() ? reinterpret_cast<__nv_bfloat16*>(copy.get()) : nullptr);
+        }
+        for (auto [a, b, what] : {std::tuple{&plain->p, &with_copy->p, "param"},
+                                  {&plain->m, &with_copy->m, "m"},
+                                  {&plain->v, &with_copy->v, "v"},
+                                  {&plain->e, &with_copy->e, "ema"}}) {
+          const std::vector<float> x = a->download(), y = b->download();
+          ASSERT_EQ(std::memcmp(x.data(), y.data(), x.size() * sizeof(float)), 0)
+              << what << " differs with the bf16 copy";
+        }
+        const std::vector<float> master = with_copy->p.download();
+        const std::vector<uint16_t> got = copy.download();  // also checks the guards
+        for (size_t i = 0; i < master.size(); ++i)
+          ASSERT_EQ(got[i], round_to_bf16_bits(master[i]))
+              << "element " << i << " of the copy, master " << master[i];
+      }
+    }
 }
 
 TEST(AdamWEma, EmptyAndBadInputs) {
