@@ -63,6 +63,7 @@
 #include <string>
 
 #include "kernels/attention.cuh"
+#include "kernels/attention_checks.h"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 
@@ -80,7 +81,6 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-constexpr int kMaxHeadDim = 256;
 constexpr int kRowDotThreads = 256;
 
 // ---------------------------------------------------------------- tile tables
@@ -647,48 +647,10 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-void fail(const char* who, const std::string& what) {
-  throw std::invalid_argument(std::string(who) + ": " + what);
-}
-
-void check_shape(const char* who, const AttentionShape& s) {
-  constexpr int64_t kMax = (int64_t(1) << 31) - 1;  // largest count below 2^31
-  if (s.batch < 0) fail(who, "batch must be >= 0, got " + std::to_string(s.batch));
-  if (s.tokens < 1) fail(who, "tokens must be >= 1, got " + std::to_string(s.tokens));
-  if (s.heads < 1) fail(who, "heads must be >= 1, got " + std::to_string(s.heads));
-  if (s.head_dim < 1 || s.head_dim > kMaxHeadDim)
-    fail(who, "head_dim " + std::to_string(s.head_dim) + " outside [1, " +
-                  std::to_string(kMaxHeadDim) + "]");
-  if (s.heads > kMax || (s.batch > 0 && s.batch > kMax / s.heads))
-    fail(who, "batch * heads must be below 2^31 (batch " + std::to_string(s.batch) + ", heads " +
-                  std::to_string(s.heads) + ")");
-  // q/k/v/o: batch * tokens * heads * head_dim; lse: batch * heads * tokens (smaller).
-  const int64_t channels = s.heads * s.head_dim;  // <= 2^39: no overflow
-  if (s.tokens > kMax / channels || (s.batch > 0 && s.batch > kMax / (s.tokens * channels)))
-    fail(who, "tensors must have fewer than 2^31 elements (batch " + std::to_string(s.batch) +
-                  ", tokens " + std::to_string(s.tokens) + ", channels " +
-                  std::to_string(channels) + ")");
-  // q, k, v rows qkv_stride apart: the rows span batch * tokens * qkv_stride.
-  if (s.qkv_stride != 0 && (s.qkv_stride < channels || s.qkv_stride > kMax / s.tokens ||
-                            (s.batch > 0 && s.batch > kMax / (s.tokens * s.qkv_stride))))
-    fail(who, "qkv_stride " + std::to_string(s.qkv_stride) + " must be 0 or at least heads * " +
-                  "head_dim (" + std::to_string(channels) +
-                  "), with batch * tokens * qkv_stride below 2^31");
-}
-
-// The row stride of q, k, v and their gradients.
-int64_t qkv_stride_of(const AttentionShape& s) {
-  return s.qkv_stride ? s.qkv_stride : s.heads * s.head_dim;
-}
-
-void check_scale(const char* who, float scale) {
-  if (!(scale > 0.0f) || !(scale < INFINITY))
-    fail(who, "scale must be positive and finite, got " + std::to_string(scale));
-}
-
-void require(bool ok, const char* who, const char* what) {
-  if (!ok) fail(who, what);
-}
+using attention_checks::check_scale;
+using attention_checks::check_shape;
+using attention_checks::qkv_stride_of;
+using attention_checks::require;
 
 bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;  // null counts as aligned
@@ -777,9 +739,7 @@ void validate(const AttentionShape& s) {
 }
 
 size_t attention_workspace_bytes(const AttentionShape& s) {
-  check_shape("attention_workspace_bytes", s);
-  const size_t bytes = size_t(s.batch * s.heads * s.tokens) * sizeof(float);
-  return (bytes + 255) / 256 * 256;
+  return attention_checks::workspace_bytes("attention_workspace_bytes", s);
 }
 
 void attention_forward(const float* q, const float* k, const float* v, float* o, float* lse,

@@ -89,6 +89,7 @@
 
 #include "kernels/async_copy.cuh"
 #include "kernels/attention_bf16.cuh"
+#include "kernels/attention_checks.h"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/ldmatrix.cuh"
@@ -106,7 +107,6 @@ namespace {
 
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
-constexpr int kMaxHeadDim = 256;
 constexpr int kTileRows = 64;  // rows a block owns: 4 warps of 16
 constexpr int kThreads = 128;
 constexpr int kRowDotThreads = 256;
@@ -340,6 +340,20 @@ __device__ inline float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 2);
   return v;
 }
+// Multiplies a warp's output accumulator (16 rows) row-wise: the lane's rows
+// g and g + 8 (elements 0, 1 and 2, 3 of each C fragment) by f[0] and f[1].
+template <class G>
+__device__ inline void scale_rows(float (&acc)[G::out_groups][1][G::nc][4], const float (&f)[2]) {
+  ATTN_UNROLL
+  for (int grp = 0; grp < G::out_groups; ++grp) {
+    ATTN_UNROLL
+    for (int n = 0; n < G::nc; ++n) {
+      ATTN_UNROLL
+      for (int e = 0; e < 4; ++e) acc[grp][0][n][e] *= f[e >> 1];
+    }
+  }
+}
+
 __device__ inline float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -368,6 +382,25 @@ __device__ inline Slice slice_of(int64_t index, const Params& p) {
   return {index, n * p.tokens * p.in_stride + h * p.dim, n * p.tokens * p.out_stride + h * p.dim};
 }
 
+// Stage tile & 1 of a double-buffered pair of K, V tiles ([kCols][kDim] each,
+// K first), as the forward and the dQ kernel stream them.
+template <int kDim, int kCols>
+__device__ inline uint16_t* kv_stage(uint16_t* kv_stages, int tile) {
+  return kv_stages + (tile & 1) * 2 * kCols * kDim;
+}
+
+// Starts the copies of key tile `tile` (keys tile * kCols..) of the slice's K
+// and V into its stage; the caller commits.
+template <int kDim, int kCols>
+__device__ inline void load_kv_stage(uint16_t* kv_stages, int tile, const uint16_t* k,
+                                     const uint16_t* v, const Slice& sl, const Params& p) {
+  uint16_t* kt = kv_stage<kDim, kCols>(kv_stages, tile);
+  const int k0 = tile * kCols, valid = min_int(kCols, p.tokens - k0);
+  load_tile<kDim, kCols>(kt, k + sl.in_offset + k0 * p.in_stride, p.in_stride, valid, p.dim, p.vec);
+  load_tile<kDim, kCols>(kt + kCols * kDim, v + sl.in_offset + k0 * p.in_stride, p.in_stride, valid,
+                         p.dim, p.vec);
+}
+
 // ---------------------------------------------------------------- forward
 
 template <class G>
@@ -386,14 +419,7 @@ __global__ void __launch_bounds__(kThreads)
   const int valid_rows = min_int(kTileRows, p.tokens - first);
   const int key_tiles = (p.tokens + kCols - 1) / kCols;
 
-  auto load_kv = [&](int tile) {
-    uint16_t* kt = kv_stages + (tile & 1) * 2 * kCols * kDim;
-    const int k0 = tile * kCols, valid = min_int(kCols, p.tokens - k0);
-    load_tile<kDim, kCols>(kt, k + sl.in_offset + k0 * p.in_stride, p.in_stride, valid, p.dim,
-                           p.vec);
-    load_tile<kDim, kCols>(kt + kCols * kDim, v + sl.in_offset + k0 * p.in_stride, p.in_stride,
-                           valid, p.dim, p.vec);
-  };
+  auto load_kv = [&](int tile) { load_kv_stage<kDim, kCols>(kv_stages, tile, k, v, sl, p); };
   load_tile<kDim, kTileRows>(q_tile, q + sl.in_offset + first * p.in_stride, p.in_stride,
                              valid_rows, p.dim, p.vec);
   load_kv(0);
@@ -406,7 +432,7 @@ __global__ void __launch_bounds__(kThreads)
     async_copy::commit();  // possibly empty: keeps "all but the newest group" = this tile
     async_copy::wait<1>();
     __syncthreads();
-    const uint16_t* kt = kv_stages + (tile & 1) * 2 * kCols * kDim;
+    const uint16_t* kt = kv_stage<kDim, kCols>(kv_stages, tile);
     const uint16_t* vt = kt + kCols * kDim;
 
     float s[1][kCols / 8][4];
@@ -443,14 +469,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     ATTN_UNROLL
     for (int h = 0; h < 2; ++h) l[h] = l[h] * alpha[h] + sum[h];  // the lane's columns
-    ATTN_UNROLL
-    for (int grp = 0; grp < G::out_groups; ++grp) {
-      ATTN_UNROLL
-      for (int n = 0; n < G::nc; ++n) {
-        ATTN_UNROLL
-        for (int e = 0; e < 4; ++e) acc[grp][0][n][e] *= alpha[e >> 1];
-      }
-    }
+    scale_rows<G>(acc, alpha);
     product_px<G, kCols>(acc, s, vt, 0);
     __syncthreads();  // this stage is refilled by the next iteration's copies
   }
@@ -464,14 +483,7 @@ __global__ void __launch_bounds__(kThreads)
     const int row = row0 + g + 8 * h;
     if (t == 0 && row < p.tokens) lse[sl.index * p.tokens + row] = (m[h] + log2f(row_l)) * kLn2;
   }
-  ATTN_UNROLL
-  for (int grp = 0; grp < G::out_groups; ++grp) {
-    ATTN_UNROLL
-    for (int n = 0; n < G::nc; ++n) {
-      ATTN_UNROLL
-      for (int e = 0; e < 4; ++e) acc[grp][0][n][e] *= inv_l[e >> 1];
-    }
-  }
+  scale_rows<G>(acc, inv_l);
   store_accumulator<G>(o + sl.out_offset + int64_t(row0) * p.out_stride, p.out_stride, acc, 1.0f, 0,
                        p.tokens - row0, p.dim, p.vec, false);
 }
@@ -629,14 +641,7 @@ __global__ void __launch_bounds__(kThreads)
   const int valid_rows = min_int(kTileRows, p.tokens - first);
   const int key_tiles = (p.tokens + kCols - 1) / kCols;
 
-  auto load_kv = [&](int tile) {
-    uint16_t* kt = kv_stages + (tile & 1) * 2 * kCols * kDim;
-    const int k0 = tile * kCols, valid = min_int(kCols, p.tokens - k0);
-    load_tile<kDim, kCols>(kt, k + sl.in_offset + k0 * p.in_stride, p.in_stride, valid, p.dim,
-                           p.vec);
-    load_tile<kDim, kCols>(kt + kCols * kDim, v + sl.in_offset + k0 * p.in_stride, p.in_stride,
-                           valid, p.dim, p.vec);
-  };
+  auto load_kv = [&](int tile) { load_kv_stage<kDim, kCols>(kv_stages, tile, k, v, sl, p); };
   load_tile<kDim, kTileRows>(q_tile, q + sl.in_offset + first * p.in_stride, p.in_stride,
                              valid_rows, p.dim, p.vec);
   load_tile<kDim, kTileRows>(do_tile, dout + sl.out_offset + first * p.out_stride, p.out_stride,
@@ -660,7 +665,7 @@ __global__ void __launch_bounds__(kThreads)
     async_copy::commit();
     async_copy::wait<1>();
     __syncthreads();
-    const uint16_t* kt = kv_stages + (tile & 1) * 2 * kCols * kDim;
+    const uint16_t* kt = kv_stage<kDim, kCols>(kv_stages, tile);
     const uint16_t* vt = kt + kCols * kDim;
 
     float s[1][kCols / 8][4], ds[1][kCols / 8][4];  // S, then dP -> dS
@@ -692,48 +697,13 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-void fail(const char* who, const std::string& what) {
-  throw std::invalid_argument(std::string(who) + ": " + what);
-}
-
-void check_shape(const char* who, const AttentionShape& s) {
-  constexpr int64_t kMax = (int64_t(1) << 31) - 1;
-  if (s.batch < 0) fail(who, "batch must be >= 0, got " + std::to_string(s.batch));
-  if (s.tokens < 1) fail(who, "tokens must be >= 1, got " + std::to_string(s.tokens));
-  if (s.heads < 1) fail(who, "heads must be >= 1, got " + std::to_string(s.heads));
-  if (s.head_dim < 1 || s.head_dim > kMaxHeadDim)
-    fail(who, "head_dim " + std::to_string(s.head_dim) + " outside [1, " +
-                  std::to_string(kMaxHeadDim) + "]");
-  if (s.heads > kMax || (s.batch > 0 && s.batch > kMax / s.heads))
-    fail(who, "batch * heads must be below 2^31 (batch " + std::to_string(s.batch) + ", heads " +
-                  std::to_string(s.heads) + ")");
-  const int64_t channels = s.heads * s.head_dim;
-  if (s.tokens > kMax / channels || (s.batch > 0 && s.batch > kMax / (s.tokens * channels)))
-    fail(who, "tensors must have fewer than 2^31 elements (batch " + std::to_string(s.batch) +
-                  ", tokens " + std::to_string(s.tokens) + ", channels " +
-                  std::to_string(channels) + ")");
-  if (s.qkv_stride != 0 && (s.qkv_stride < channels || s.qkv_stride > kMax / s.tokens ||
-                            (s.batch > 0 && s.batch > kMax / (s.tokens * s.qkv_stride))))
-    fail(who, "qkv_stride " + std::to_string(s.qkv_stride) + " must be 0 or at least heads * " +
-                  "head_dim (" + std::to_string(channels) +
-                  "), with batch * tokens * qkv_stride below 2^31");
-}
-
-void check_scale(const char* who, float scale) {
-  if (!(scale > 0.0f) || !(scale < INFINITY))
-    fail(who, "scale must be positive and finite, got " + std::to_string(scale));
-}
-
-void require(bool ok, const char* who, const char* what) {
-  if (!ok) fail(who, what);
-}
+using attention_checks::check_scale;
+using attention_checks::check_shape;
+using attention_checks::qkv_stride_of;
+using attention_checks::require;
 
 bool aligned(const void* p, uintptr_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;  // null counts as aligned
-}
-
-int64_t qkv_stride_of(const AttentionShape& s) {
-  return s.qkv_stride ? s.qkv_stride : s.heads * s.head_dim;
 }
 
 int bucket_of(int64_t head_dim) {
@@ -826,9 +796,7 @@ void attention_bf16_validate(const AttentionShape& s) {
 }
 
 size_t attention_bf16_workspace_bytes(const AttentionShape& s) {
-  check_shape("attention_bf16_workspace_bytes", s);
-  const size_t bytes = size_t(s.batch * s.heads * s.tokens) * sizeof(float);
-  return (bytes + 255) / 256 * 256;
+  return attention_checks::workspace_bytes("attention_bf16_workspace_bytes", s);
 }
 
 void attention_bf16_forward(const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v,

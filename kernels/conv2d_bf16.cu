@@ -33,6 +33,7 @@
 #include "kernels/check.cuh"
 #include "kernels/conv2d_bf16.cuh"
 #include "kernels/conv2d_bf16_mainloop.cuh"
+#include "kernels/conv2d_shape.h"
 #include "kernels/emulation/launch.h"
 #include "kernels/reduce.cuh"
 #include "kernels/warp_mma.cuh"
@@ -528,12 +529,6 @@ WorkspaceLayout workspace_layout(const Dims& d) {
   throw std::invalid_argument("conv2d_bf16: " + what);
 }
 
-void check_range(const char* name, int64_t v, int64_t lo, int64_t hi) {
-  if (v < lo || v > hi)
-    fail(std::string(name) + " is " + std::to_string(v) + ", expected " + std::to_string(lo) +
-         ".." + std::to_string(hi));
-}
-
 void check_pointer(const char* name, const void* p, size_t alignment, bool required) {
   if (!p) {
     if (required) fail(std::string(name) + " is null");
@@ -570,31 +565,7 @@ void backward_filter(const BackwardFilterProblem& problem, cudaStream_t stream) 
 }  // namespace
 
 void conv2d_bf16_validate(const Conv2dShape& s) {
-  constexpr int64_t kMaxExtent = int64_t(1) << 30;
-  check_range("batch", s.batch, 0, kMaxExtent);
-  check_range("in_h", s.in_h, 1, kMaxExtent);
-  check_range("in_w", s.in_w, 1, kMaxExtent);
-  check_range("in_channels", s.in_channels, 1, kMaxExtent);
-  check_range("out_channels", s.out_channels, 1, kMaxExtent);
-  check_range("kernel_h", s.kernel_h, 1, 7);
-  check_range("kernel_w", s.kernel_w, 1, 7);
-  check_range("stride", s.stride, 1, 4);
-  check_range("pad_top", s.pad_top, 0, s.kernel_h - 1);
-  check_range("pad_bottom", s.pad_bottom, 0, s.kernel_h - 1);
-  check_range("pad_left", s.pad_left, 0, s.kernel_w - 1);
-  check_range("pad_right", s.pad_right, 0, s.kernel_w - 1);
-  if (s.in_h + s.pad_top + s.pad_bottom < s.kernel_h ||
-      s.in_w + s.pad_left + s.pad_right < s.kernel_w)
-    fail("the padded input " + std::to_string(s.in_h) + "x" + std::to_string(s.in_w) +
-         " is smaller than the " + std::to_string(s.kernel_h) + "x" + std::to_string(s.kernel_w) +
-         " kernel");
-  constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;
-  const int64_t x = s.in_pixels() * s.in_channels;
-  const int64_t y = s.out_pixels() * s.out_channels;
-  const int64_t w = s.out_channels * s.gemm_k();
-  if (x > kMaxElements || y > kMaxElements || w > kMaxElements)
-    fail("a tensor has 2^31 elements or more (x " + std::to_string(x) + ", y " + std::to_string(y) +
-         ", w " + std::to_string(w) + ")");
+  detail::check_conv2d_shape("conv2d_bf16", s);
 }
 
 size_t conv2d_bf16_workspace_bytes(const Conv2dShape& s) {

@@ -249,14 +249,7 @@ __global__ void __launch_bounds__(T::kThreads) conv_bf16_kernel(const Problem pr
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int warp_m = warp / T::kWarpsN, warp_n = warp % T::kWarpsN;
   Accumulators<T> acc;
-  BF16_UNROLL
-  for (int i = 0; i < T::kFragsM; ++i) {
-    BF16_UNROLL
-    for (int j = 0; j < T::kFragsN; ++j) {
-      BF16_UNROLL
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
-    }
-  }
+  mma::zero_accumulators(acc);
 
   const int count = job.last - job.first;
   BF16_UNROLL
@@ -289,21 +282,11 @@ __global__ void __launch_bounds__(T::kThreads) conv_bf16_kernel(const Problem pr
   }
   async_copy::wait_all();  // only empty groups can be left; keeps the count honest
 
-  // Elements 0, 1 of a tile are (row g, columns 2t, 2t+1), 2, 3 row g + 8.
-  BF16_UNROLL
-  for (int i = 0; i < T::kFragsM; ++i) {
-    BF16_UNROLL
-    for (int j = 0; j < T::kFragsN; ++j) {
-      BF16_UNROLL
-      for (int e = 0; e < 4; e += 2) {
-        const int m =
-            m0 + warp_m * T::kWarpM + i * mma::kM + mma::fragment_row(mma::Operand::c, lane, e);
-        const int n =
-            n0 + warp_n * T::kWarpN + j * mma::kN + mma::fragment_col(mma::Operand::c, lane, e);
-        if (m < job.rows && n < job.cols) problem.store(z, m, n, acc[i][j][e], acc[i][j][e + 1]);
-      }
-    }
-  }
+  const int m_base = m0 + warp_m * T::kWarpM, n_base = n0 + warp_n * T::kWarpN;
+  mma::for_each_accumulator_pair(acc, lane, [&](int row, int col, float v0, float v1) {
+    const int m = m_base + row, n = n_base + col;
+    if (m < job.rows && n < job.cols) problem.store(z, m, n, v0, v1);
+  });
 }
 
 }  // namespace ddpm::kernels::detail::conv_bf16

@@ -565,14 +565,7 @@ __global__ void __launch_bounds__(T::kThreads)
   StageLoader<T, T::kBM, SourceA> loader_a(src_a, m0);
   StageLoader<T, T::kBN, SourceB> loader_b(src_b, n0);
   Accumulators<T> acc;
-  TC_UNROLL
-  for (int i = 0; i < T::kFragsM; ++i) {
-    TC_UNROLL
-    for (int j = 0; j < T::kFragsN; ++j) {
-      TC_UNROLL
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
-    }
-  }
+  mma::zero_accumulators(acc);
 
   loader_a.load(src_a, first * kBK);
   loader_b.load(src_b, first * kBK);
@@ -595,22 +588,10 @@ __global__ void __launch_bounds__(T::kThreads)
     __syncthreads();
   }
 
-  // Elements 0, 1 of a tile are (row g, columns 2t, 2t+1), elements 2, 3 the
-  // same columns of row g + 8.
-  TC_UNROLL
-  for (int i = 0; i < T::kFragsM; ++i) {
-    TC_UNROLL
-    for (int j = 0; j < T::kFragsN; ++j) {
-      TC_UNROLL
-      for (int e = 0; e < 4; e += 2) {
-        const int m =
-            m0 + warp_m * T::kWarpM + i * mma::kM + mma::fragment_row(mma::Operand::c, lane, e);
-        const int n =
-            n0 + warp_n * T::kWarpN + j * mma::kN + mma::fragment_col(mma::Operand::c, lane, e);
-        epilogue(m, n, acc[i][j][e], acc[i][j][e + 1], split);
-      }
-    }
-  }
+  const int m_base = m0 + warp_m * T::kWarpM, n_base = n0 + warp_n * T::kWarpN;
+  mma::for_each_accumulator_pair(acc, lane, [&](int row, int col, float v0, float v1) {
+    epilogue(m_base + row, n_base + col, v0, v1, split);
+  });
 }
 
 // ------------------------------------------------------------------ launching

@@ -12,6 +12,9 @@
 //     offsets divisible by 4); otherwise one float. Flat kernels (SiLU, add
 //     without broadcast, add's elementwise gradients) run float4 units then a
 //     scalar tail of n % 4; shaped kernels are templates on the width V.
+//   - The shaped kernels (upsample, concat), the timestep embedding and the
+//     argument checks are elementwise_kernels.cuh's, shared with the bf16
+//     launchers; this file instantiates them for float.
 //   - Index decomposition uses 64-bit / and %: nvcc emits a 32-bit division
 //     when both operands fit (LLVM's bypass-slow-division on NVPTX), and a
 //     float4 unit amortises it over 4 elements.
@@ -45,6 +48,7 @@
 
 #include "kernels/check.cuh"
 #include "kernels/elementwise.cuh"
+#include "kernels/elementwise_kernels.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/vector_io.cuh"
 
@@ -52,7 +56,11 @@ namespace ddpm::kernels {
 
 namespace {
 
-constexpr int kThreads = 256;
+using detail::ew::check_add_shape;
+using detail::ew::kThreads;
+using detail::ew::require;
+using detail::ew::require_nonnegative;
+
 constexpr int kWarps = kThreads / 32;
 
 // Broadcast db reduction: channels per block tile (64 bytes of a row), the
@@ -234,97 +242,7 @@ __global__ void add_bias_grad_finish_kernel(const float* __restrict__ partial,
   }
 }
 
-// ---- Upsample x2 ---------------------------------------------------------------------
-
-// Unit u of x = [rows = n * h, w, c_units] goes to output pixels (2r + a, 2j + b).
-template <int V>
-__global__ void upsample2x_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
-                                          int64_t units, int64_t w, int64_t c_units) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t c = u % c_units, pixel = u / c_units;
-    const int64_t j = pixel % w, r = pixel / w;
-    const int64_t o = ((2 * r) * (2 * w) + 2 * j) * c_units + c, down = 2 * w * c_units;
-    const Vec<V> v = load_vec<V>(x + u * V);
-    store_vec<V>(y + o * V, v);
-    store_vec<V>(y + (o + c_units) * V, v);
-    store_vec<V>(y + (o + down) * V, v);
-    store_vec<V>(y + (o + down + c_units) * V, v);
-  }
-}
-
-// dx[u] (+)= its four dy pixels, summed in the CPU backend's order
-// (row 2r: 2j, 2j + 1; then row 2r + 1).
-template <int V>
-__global__ void upsample2x_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx,
-                                           int64_t units, int64_t w, int64_t c_units,
-                                           bool accumulate) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t c = u % c_units, pixel = u / c_units;
-    const int64_t j = pixel % w, r = pixel / w;
-    const int64_t o = ((2 * r) * (2 * w) + 2 * j) * c_units + c, down = 2 * w * c_units;
-    Vec<V> g = load_vec<V>(dy + o * V);
-    g = vec_map(Add{}, g, load_vec<V>(dy + (o + c_units) * V));
-    g = vec_map(Add{}, g, load_vec<V>(dy + (o + down) * V));
-    g = vec_map(Add{}, g, load_vec<V>(dy + (o + down + c_units) * V));
-    store_or_add<V>(dx + u * V, g, accumulate);
-  }
-}
-
-// ---- Concat / split --------------------------------------------------------------------
-
-template <int V>
-__global__ void concat_channels_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
-                                               int64_t units, int64_t x_units, int64_t y_units,
-                                               int64_t offset_units) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t r = u / x_units, j = u % x_units;
-    store_vec<V>(y + (r * y_units + offset_units + j) * V, load_vec<V>(x + u * V));
-  }
-}
-
-template <int V>
-__global__ void concat_channels_backward_kernel(const float* __restrict__ dy,
-                                                float* __restrict__ dx, int64_t units,
-                                                int64_t x_units, int64_t y_units,
-                                                int64_t offset_units, bool accumulate) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t r = u / x_units, j = u % x_units;
-    store_or_add<V>(dx + u * V, load_vec<V>(dy + (r * y_units + offset_units + j) * V), accumulate);
-  }
-}
-
-// ---- Timestep embedding ------------------------------------------------------------------
-
-// Unit (b, i), i < half: frequency f_i, argument scale * (t[b] * f_i), its sin
-// and cos into their columns; unit (b, 0) also zeroes the pad column of an odd
-// dim. The float operations and their order are those of
-// engine/cpu/timestep_embedding.cpp: exponent = (-ln(max_period) * i) /
-// (half - freq_shift), f = exp(exponent), arg = scale * (t * f). Accurate
-// expf/sinf/cosf (not __sinf: arguments reach ~1000 rad).
-__global__ void timestep_embedding_kernel(const float* __restrict__ t, float* __restrict__ y,
-                                          int64_t n, int64_t dim, int64_t half,
-                                          float neg_log_max_period, float denominator, float scale,
-                                          bool flip_sin_to_cos) {
-  for (int64_t u = grid_thread_index(); u < n * half; u += grid_thread_count()) {
-    const int64_t b = u / half, i = u % half;
-    const float exponent = (neg_log_max_period * float(i)) / denominator;
-    const float arg = scale * (t[b] * expf(exponent));
-    float* row = y + b * dim;
-    row[flip_sin_to_cos ? half + i : i] = sinf(arg);
-    row[flip_sin_to_cos ? i : half + i] = cosf(arg);
-    if (i == 0 && dim % 2) row[dim - 1] = 0.0f;
-  }
-}
-
 // ---- Launch helpers ------------------------------------------------------------------------
-
-void require(bool ok, const char* launcher, const std::string& what) {
-  if (!ok) throw std::invalid_argument(std::string(launcher) + ": " + what);
-}
-
-void require_nonnegative(int64_t v, const char* launcher, const char* name) {
-  require(v >= 0, launcher, std::string(name) + " = " + std::to_string(v) + " is negative");
-}
 
 // Blocks for a flat kernel over n elements: n / 4 float4 units (+ the tail,
 // folded in) or n scalar ones.
@@ -350,39 +268,6 @@ BiasGradPlan plan_bias_grad(int64_t samples, int64_t channels, int64_t positions
   plan.rows_per_chunk = (positions + k - 1) / k;
   plan.chunks = (positions + plan.rows_per_chunk - 1) / plan.rows_per_chunk;
   return plan;
-}
-
-// Validates add's broadcast description; true when b is broadcast.
-bool check_add_shape(const char* launcher, int64_t n, int64_t channels, int64_t per_sample) {
-  require_nonnegative(n, launcher, "n");
-  require_nonnegative(per_sample, launcher, "per_sample");
-  if (per_sample == 0) return false;
-  require(channels > 0, launcher,
-          "channels = " + std::to_string(channels) + " must be positive with a broadcast b");
-  require(per_sample % channels == 0, launcher,
-          "per_sample = " + std::to_string(per_sample) +
-              " is not a multiple of channels = " + std::to_string(channels));
-  require(n % per_sample == 0, launcher,
-          "n = " + std::to_string(n) +
-              " is not a multiple of per_sample = " + std::to_string(per_sample));
-  return true;
-}
-
-void check_nhwc(const char* launcher, int64_t n, int64_t h, int64_t w, int64_t c) {
-  require_nonnegative(n, launcher, "n");
-  require_nonnegative(h, launcher, "h");
-  require_nonnegative(w, launcher, "w");
-  require_nonnegative(c, launcher, "c");
-}
-
-void check_concat(const char* launcher, int64_t rows, int64_t x_channels, int64_t y_channels,
-                  int64_t offset) {
-  require_nonnegative(rows, launcher, "rows");
-  require_nonnegative(x_channels, launcher, "x_channels");
-  require_nonnegative(offset, launcher, "offset");
-  require(offset + x_channels <= y_channels, launcher,
-          "offset " + std::to_string(offset) + " + x_channels " + std::to_string(x_channels) +
-              " exceeds y_channels " + std::to_string(y_channels));
 }
 
 }  // namespace
@@ -487,82 +372,34 @@ void add_backward(const float* dy, float* da, float* db, int64_t n, int64_t chan
 
 void upsample2x_forward(const float* x, float* y, int64_t n, int64_t h, int64_t w, int64_t c,
                         cudaStream_t stream) {
-  check_nhwc("upsample2x_forward", n, h, w, c);
-  const int64_t count = n * h * w * c;
-  if (count == 0) return;
-  if (c % 4 == 0 && all_aligned16(x, y))
-    DDPM_LAUNCH((upsample2x_forward_kernel<4>), grid_stride_blocks(count / 4, kThreads), kThreads,
-                0, stream, x, y, count / 4, w, c / 4);
-  else
-    DDPM_LAUNCH((upsample2x_forward_kernel<1>), grid_stride_blocks(count, kThreads), kThreads, 0,
-                stream, x, y, count, w, c);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::upsample2x_forward<float>("upsample2x_forward", x, y, n, h, w, c, stream);
 }
 
 void upsample2x_backward(const float* dy, float* dx, int64_t n, int64_t h, int64_t w, int64_t c,
                          bool accumulate, cudaStream_t stream) {
-  check_nhwc("upsample2x_backward", n, h, w, c);
-  const int64_t count = n * h * w * c;
-  if (count == 0) return;
-  if (c % 4 == 0 && all_aligned16(dy, dx))
-    DDPM_LAUNCH((upsample2x_backward_kernel<4>), grid_stride_blocks(count / 4, kThreads), kThreads,
-                0, stream, dy, dx, count / 4, w, c / 4, accumulate);
-  else
-    DDPM_LAUNCH((upsample2x_backward_kernel<1>), grid_stride_blocks(count, kThreads), kThreads, 0,
-                stream, dy, dx, count, w, c, accumulate);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::upsample2x_backward<float>("upsample2x_backward", dy, dx, n, h, w, c, accumulate,
+                                         stream);
 }
 
 void concat_channels_forward(const float* x, float* y, int64_t rows, int64_t x_channels,
                              int64_t y_channels, int64_t offset, cudaStream_t stream) {
-  check_concat("concat_channels_forward", rows, x_channels, y_channels, offset);
-  const int64_t count = rows * x_channels;
-  if (count == 0) return;
-  if ((x_channels | y_channels | offset) % 4 == 0 && all_aligned16(x, y))
-    DDPM_LAUNCH((concat_channels_forward_kernel<4>), grid_stride_blocks(count / 4, kThreads),
-                kThreads, 0, stream, x, y, count / 4, x_channels / 4, y_channels / 4, offset / 4);
-  else
-    DDPM_LAUNCH((concat_channels_forward_kernel<1>), grid_stride_blocks(count, kThreads), kThreads,
-                0, stream, x, y, count, x_channels, y_channels, offset);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::concat_channels_forward<float>("concat_channels_forward", x, y, rows, x_channels,
+                                             y_channels, offset, stream);
 }
 
 void concat_channels_backward(const float* dy, float* dx, int64_t rows, int64_t x_channels,
                               int64_t y_channels, int64_t offset, bool accumulate,
                               cudaStream_t stream) {
-  check_concat("concat_channels_backward", rows, x_channels, y_channels, offset);
-  const int64_t count = rows * x_channels;
-  if (count == 0) return;
-  if ((x_channels | y_channels | offset) % 4 == 0 && all_aligned16(dy, dx))
-    DDPM_LAUNCH((concat_channels_backward_kernel<4>), grid_stride_blocks(count / 4, kThreads),
-                kThreads, 0, stream, dy, dx, count / 4, x_channels / 4, y_channels / 4, offset / 4,
-                accumulate);
-  else
-    DDPM_LAUNCH((concat_channels_backward_kernel<1>), grid_stride_blocks(count, kThreads), kThreads,
-                0, stream, dy, dx, count, x_channels, y_channels, offset, accumulate);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::concat_channels_backward<float>("concat_channels_backward", dy, dx, rows, x_channels,
+                                              y_channels, offset, accumulate, stream);
 }
 
 void timestep_embedding_forward(const float* t, float* y, int64_t n, int64_t dim,
                                 bool flip_sin_to_cos, float freq_shift, float max_period,
                                 float scale, cudaStream_t stream) {
-  const char* launcher = "timestep_embedding_forward";
-  require_nonnegative(n, launcher, "n");
-  require(dim >= 2, launcher, "dim = " + std::to_string(dim) + " must be at least 2");
-  require(max_period > 0, launcher,
-          "max_period = " + std::to_string(max_period) + " must be positive");
-  const int64_t half = dim / 2;
-  // As the CPU backend: ln in double of the period, rounded to float, negated;
-  // the denominator in float.
-  const float neg_log_max_period = -float(std::log(double(max_period)));
-  const float denominator = float(half) - freq_shift;
-  require(denominator != 0.0f, launcher,
-          "dim / 2 - freq_shift is zero (dim = " + std::to_string(dim) +
-              ", freq_shift = " + std::to_string(freq_shift) + ")");
-  if (n == 0) return;
-  DDPM_LAUNCH(timestep_embedding_kernel, grid_stride_blocks(n * half, kThreads), kThreads, 0,
-              stream, t, y, n, dim, half, neg_log_max_period, denominator, scale, flip_sin_to_cos);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::timestep_embedding_forward<float>("timestep_embedding_forward", t, y, n, dim,
+                                                flip_sin_to_cos, freq_shift, max_period, scale,
+                                                stream);
 }
 
 }  // namespace ddpm::kernels

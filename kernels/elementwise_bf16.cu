@@ -8,7 +8,11 @@
 // the 8 inside one row, else one element. Flat kernels run the 8-wide units
 // over n / 8 * 8 elements and a second, scalar launch over the n % 8 tail.
 // The arithmetic of each element is the fp32 kernels' on the widened values;
-// only the store rounds (bf16io::store: nearest even).
+// only the store rounds (bf16io::store: nearest even). The shaped kernels
+// (upsample, concat), the timestep embedding and the argument checks are
+// elementwise_kernels.cuh's, one body with the fp32 launchers; this file keeps
+// the flat kernels, whose launch split differs from fp32's (a separate tail
+// launch, a simpler broadcast db reduction).
 //
 // add_backward's broadcast db: one block per (sample, tile of 32 channels),
 // 32 channel lanes x 8 position lanes; each thread sums its positions (p = ty,
@@ -30,6 +34,7 @@
 #include "kernels/bf16_io.cuh"
 #include "kernels/check.cuh"
 #include "kernels/elementwise_bf16.cuh"
+#include "kernels/elementwise_kernels.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/vector_io.cuh"
 
@@ -40,8 +45,12 @@ namespace {
 using bf16 = __nv_bfloat16;
 using bf16io::load;
 using bf16io::store;
+using detail::ew::check_add_shape;
+using detail::ew::kThreads;
+using detail::ew::require_nonnegative;
+using detail::ew::require_pointers;
+using detail::ew::store_or_add;
 
-constexpr int kThreads = 256;
 constexpr int kVec = 8;        // bf16 per 16-byte access
 constexpr int kBiasTile = 32;  // channels per block of the broadcast db reduction
 constexpr int kBiasRows = kThreads / kBiasTile;
@@ -52,17 +61,6 @@ __device__ inline float silu(float x) {
 __device__ inline float silu_grad(float x, float dy) {
   const float s = 1.0f / (1.0f + expf(-x));
   return dy * s * (1.0f + x * (1.0f - s));
-}
-
-// p[0..V) = v, or p = old + v (old first, as the CPU backend adds) when accumulating.
-template <int V>
-__device__ inline void store_or_add(bf16* p, float (&v)[V], bool accumulate) {
-  if (accumulate) {
-    float old[V];
-    load<V>(p, old);
-    for (int j = 0; j < V; ++j) v[j] = old[j] + v[j];
-  }
-  store<V>(p, v);
 }
 
 // ---- flat kernels: units of V elements -----------------------------------------------
@@ -86,7 +84,7 @@ __global__ void silu_backward_kernel(const bf16* __restrict__ x, const bf16* __r
     load<V>(x + u * V, xv);
     load<V>(dy + u * V, g);
     for (int j = 0; j < V; ++j) g[j] = silu_grad(xv[j], g[j]);
-    store_or_add<V>(dx + u * V, g, accumulate);
+    store_or_add<bf16, V>(dx + u * V, g, accumulate);
   }
 }
 
@@ -115,8 +113,8 @@ __global__ void add_backward_kernel(const bf16* __restrict__ dy, bf16* __restric
     float g[V], h[V];
     load<V>(dy + u * V, g);
     for (int j = 0; j < V; ++j) g[j] = scale * g[j], h[j] = g[j];
-    if (da) store_or_add<V>(da + u * V, g, accumulate_a);
-    if (db) store_or_add<V>(db + u * V, h, accumulate_b);
+    if (da) store_or_add<bf16, V>(da + u * V, g, accumulate_a);
+    if (db) store_or_add<bf16, V>(db + u * V, h, accumulate_b);
   }
 }
 
@@ -140,7 +138,7 @@ __global__ void __launch_bounds__(kThreads)
         sum += g[0];
         if (da) {
           g[0] = scale * g[0];
-          store_or_add<1>(da + i, g, accumulate_a);
+          store_or_add<bf16, 1>(da + i, g, accumulate_a);
         }
       }
     partial[ty][tx] = sum;
@@ -149,103 +147,13 @@ __global__ void __launch_bounds__(kThreads)
       float total = partial[0][tx];
       for (int r = 1; r < kBiasRows; ++r) total += partial[r][tx];
       float v[1] = {scale * total};
-      store_or_add<1>(db + s * channels + c, v, accumulate_b);
+      store_or_add<bf16, 1>(db + s * channels + c, v, accumulate_b);
     }
     __syncthreads();  // partial is rewritten for the next sample
   }
 }
 
-// ---- shaped kernels ------------------------------------------------------------------
-
-template <int V>
-__global__ void upsample2x_forward_kernel(const bf16* __restrict__ x, bf16* __restrict__ y,
-                                          int64_t units, int64_t w, int64_t c_units) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t c = u % c_units, pixel = u / c_units;
-    const int64_t j = pixel % w, r = pixel / w;
-    const int64_t o = ((2 * r) * (2 * w) + 2 * j) * c_units + c, down = 2 * w * c_units;
-    float v[V];
-    load<V>(x + u * V, v);  // exact: the copies are bitwise x
-    store<V>(y + o * V, v);
-    store<V>(y + (o + c_units) * V, v);
-    store<V>(y + (o + down) * V, v);
-    store<V>(y + (o + down + c_units) * V, v);
-  }
-}
-
-template <int V>
-__global__ void upsample2x_backward_kernel(const bf16* __restrict__ dy, bf16* __restrict__ dx,
-                                           int64_t units, int64_t w, int64_t c_units,
-                                           bool accumulate) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t c = u % c_units, pixel = u / c_units;
-    const int64_t j = pixel % w, r = pixel / w;
-    const int64_t o = ((2 * r) * (2 * w) + 2 * j) * c_units + c, down = 2 * w * c_units;
-    float g[V], t[V];
-    load<V>(dy + o * V, g);
-    load<V>(dy + (o + c_units) * V, t);
-    for (int k = 0; k < V; ++k) g[k] += t[k];
-    load<V>(dy + (o + down) * V, t);
-    for (int k = 0; k < V; ++k) g[k] += t[k];
-    load<V>(dy + (o + down + c_units) * V, t);
-    for (int k = 0; k < V; ++k) g[k] += t[k];
-    store_or_add<V>(dx + u * V, g, accumulate);
-  }
-}
-
-template <int V>
-__global__ void concat_channels_forward_kernel(const bf16* __restrict__ x, bf16* __restrict__ y,
-                                               int64_t units, int64_t x_units, int64_t y_units,
-                                               int64_t offset_units) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t r = u / x_units, j = u % x_units;
-    float v[V];
-    load<V>(x + u * V, v);
-    store<V>(y + (r * y_units + offset_units + j) * V, v);
-  }
-}
-
-template <int V>
-__global__ void concat_channels_backward_kernel(const bf16* __restrict__ dy, bf16* __restrict__ dx,
-                                                int64_t units, int64_t x_units, int64_t y_units,
-                                                int64_t offset_units, bool accumulate) {
-  for (int64_t u = grid_thread_index(); u < units; u += grid_thread_count()) {
-    const int64_t r = u / x_units, j = u % x_units;
-    float v[V];
-    load<V>(dy + (r * y_units + offset_units + j) * V, v);
-    store_or_add<V>(dx + u * V, v, accumulate);
-  }
-}
-
-// elementwise.cu's timestep_embedding_kernel, storing bf16.
-__global__ void timestep_embedding_kernel(const float* __restrict__ t, bf16* __restrict__ y,
-                                          int64_t n, int64_t dim, int64_t half,
-                                          float neg_log_max_period, float denominator, float scale,
-                                          bool flip_sin_to_cos) {
-  for (int64_t u = grid_thread_index(); u < n * half; u += grid_thread_count()) {
-    const int64_t b = u / half, i = u % half;
-    const float exponent = (neg_log_max_period * float(i)) / denominator;
-    const float arg = scale * (t[b] * expf(exponent));
-    bf16* row = y + b * dim;
-    row[flip_sin_to_cos ? half + i : i] = bf16io::from_float<bf16>(sinf(arg));
-    row[flip_sin_to_cos ? i : half + i] = bf16io::from_float<bf16>(cosf(arg));
-    if (i == 0 && dim % 2) row[dim - 1] = bf16io::from_float<bf16>(0.0f);
-  }
-}
-
 // ---- launch helpers ------------------------------------------------------------------
-
-void require(bool ok, const char* launcher, const std::string& what) {
-  if (!ok) throw std::invalid_argument(std::string(launcher) + ": " + what);
-}
-
-void require_nonnegative(int64_t v, const char* launcher, const char* name) {
-  require(v >= 0, launcher, std::string(name) + " = " + std::to_string(v) + " is negative");
-}
-
-void require_pointers(bool ok, const char* launcher, const char* names) {
-  require(ok, launcher, std::string(names) + " must not be null");
-}
 
 // A flat kernel over n elements: 8-wide units over n / 8 * 8 when `vector`,
 // then a scalar launch over the rest. launch(V-tag, offset, units).
@@ -254,38 +162,6 @@ void flat(int64_t n, bool vector, Launch launch) {
   const int64_t head = vector ? n / kVec * kVec : 0;
   if (head > 0) launch(std::integral_constant<int, kVec>{}, int64_t(0), head / kVec);
   if (n > head) launch(std::integral_constant<int, 1>{}, head, n - head);
-}
-
-bool check_add_shape(const char* launcher, int64_t n, int64_t channels, int64_t per_sample) {
-  require_nonnegative(n, launcher, "n");
-  require_nonnegative(per_sample, launcher, "per_sample");
-  if (per_sample == 0) return false;
-  require(channels > 0, launcher,
-          "channels = " + std::to_string(channels) + " must be positive with a broadcast b");
-  require(per_sample % channels == 0, launcher,
-          "per_sample = " + std::to_string(per_sample) +
-              " is not a multiple of channels = " + std::to_string(channels));
-  require(n % per_sample == 0, launcher,
-          "n = " + std::to_string(n) +
-              " is not a multiple of per_sample = " + std::to_string(per_sample));
-  return true;
-}
-
-void check_nhwc(const char* launcher, int64_t n, int64_t h, int64_t w, int64_t c) {
-  require_nonnegative(n, launcher, "n");
-  require_nonnegative(h, launcher, "h");
-  require_nonnegative(w, launcher, "w");
-  require_nonnegative(c, launcher, "c");
-}
-
-void check_concat(const char* launcher, int64_t rows, int64_t x_channels, int64_t y_channels,
-                  int64_t offset) {
-  require_nonnegative(rows, launcher, "rows");
-  require_nonnegative(x_channels, launcher, "x_channels");
-  require_nonnegative(offset, launcher, "offset");
-  require(offset + x_channels <= y_channels, launcher,
-          "offset " + std::to_string(offset) + " + x_channels " + std::to_string(x_channels) +
-              " exceeds y_channels " + std::to_string(y_channels));
 }
 
 }  // namespace
@@ -371,89 +247,34 @@ void add_backward_bf16(const bf16* dy, bf16* da, bf16* db, int64_t n, int64_t ch
 
 void upsample2x_forward_bf16(const bf16* x, bf16* y, int64_t n, int64_t h, int64_t w, int64_t c,
                              cudaStream_t stream) {
-  const char* who = "upsample2x_forward_bf16";
-  check_nhwc(who, n, h, w, c);
-  const int64_t count = n * h * w * c;
-  if (count == 0) return;
-  require_pointers(x && y, who, "x and y");
-  if (c % kVec == 0 && all_aligned16(x, y))
-    DDPM_LAUNCH(upsample2x_forward_kernel<kVec>, grid_stride_blocks(count / kVec, kThreads),
-                kThreads, 0, stream, x, y, count / kVec, w, c / kVec);
-  else
-    DDPM_LAUNCH(upsample2x_forward_kernel<1>, grid_stride_blocks(count, kThreads), kThreads, 0,
-                stream, x, y, count, w, c);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::upsample2x_forward<bf16>("upsample2x_forward_bf16", x, y, n, h, w, c, stream);
 }
 
 void upsample2x_backward_bf16(const bf16* dy, bf16* dx, int64_t n, int64_t h, int64_t w, int64_t c,
                               bool accumulate, cudaStream_t stream) {
-  const char* who = "upsample2x_backward_bf16";
-  check_nhwc(who, n, h, w, c);
-  const int64_t count = n * h * w * c;
-  if (count == 0) return;
-  require_pointers(dy && dx, who, "dy and dx");
-  if (c % kVec == 0 && all_aligned16(dy, dx))
-    DDPM_LAUNCH(upsample2x_backward_kernel<kVec>, grid_stride_blocks(count / kVec, kThreads),
-                kThreads, 0, stream, dy, dx, count / kVec, w, c / kVec, accumulate);
-  else
-    DDPM_LAUNCH(upsample2x_backward_kernel<1>, grid_stride_blocks(count, kThreads), kThreads, 0,
-                stream, dy, dx, count, w, c, accumulate);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::upsample2x_backward<bf16>("upsample2x_backward_bf16", dy, dx, n, h, w, c, accumulate,
+                                        stream);
 }
 
 void concat_channels_forward_bf16(const bf16* x, bf16* y, int64_t rows, int64_t x_channels,
                                   int64_t y_channels, int64_t offset, cudaStream_t stream) {
-  const char* who = "concat_channels_forward_bf16";
-  check_concat(who, rows, x_channels, y_channels, offset);
-  const int64_t count = rows * x_channels;
-  if (count == 0) return;
-  require_pointers(x && y, who, "x and y");
-  if ((x_channels | y_channels | offset) % kVec == 0 && all_aligned16(x, y))
-    DDPM_LAUNCH(concat_channels_forward_kernel<kVec>, grid_stride_blocks(count / kVec, kThreads),
-                kThreads, 0, stream, x, y, count / kVec, x_channels / kVec, y_channels / kVec,
-                offset / kVec);
-  else
-    DDPM_LAUNCH(concat_channels_forward_kernel<1>, grid_stride_blocks(count, kThreads), kThreads, 0,
-                stream, x, y, count, x_channels, y_channels, offset);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::concat_channels_forward<bf16>("concat_channels_forward_bf16", x, y, rows, x_channels,
+                                            y_channels, offset, stream);
 }
 
 void concat_channels_backward_bf16(const bf16* dy, bf16* dx, int64_t rows, int64_t x_channels,
                                    int64_t y_channels, int64_t offset, bool accumulate,
                                    cudaStream_t stream) {
-  const char* who = "concat_channels_backward_bf16";
-  check_concat(who, rows, x_channels, y_channels, offset);
-  const int64_t count = rows * x_channels;
-  if (count == 0) return;
-  require_pointers(dy && dx, who, "dy and dx");
-  if ((x_channels | y_channels | offset) % kVec == 0 && all_aligned16(dy, dx))
-    DDPM_LAUNCH(concat_channels_backward_kernel<kVec>, grid_stride_blocks(count / kVec, kThreads),
-                kThreads, 0, stream, dy, dx, count / kVec, x_channels / kVec, y_channels / kVec,
-                offset / kVec, accumulate);
-  else
-    DDPM_LAUNCH(concat_channels_backward_kernel<1>, grid_stride_blocks(count, kThreads), kThreads,
-                0, stream, dy, dx, count, x_channels, y_channels, offset, accumulate);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::concat_channels_backward<bf16>("concat_channels_backward_bf16", dy, dx, rows,
+                                             x_channels, y_channels, offset, accumulate, stream);
 }
 
 void timestep_embedding_forward_bf16(const float* t, bf16* y, int64_t n, int64_t dim,
                                      bool flip_sin_to_cos, float freq_shift, float max_period,
                                      float scale, cudaStream_t stream) {
-  const char* who = "timestep_embedding_forward_bf16";
-  require_nonnegative(n, who, "n");
-  require(dim >= 2, who, "dim = " + std::to_string(dim) + " must be at least 2");
-  require(max_period > 0, who, "max_period = " + std::to_string(max_period) + " must be positive");
-  const int64_t half = dim / 2;
-  const float neg_log_max_period = -float(std::log(double(max_period)));  // as the fp32 launcher
-  const float denominator = float(half) - freq_shift;
-  require(denominator != 0.0f, who,
-          "dim / 2 - freq_shift is zero (dim = " + std::to_string(dim) +
-              ", freq_shift = " + std::to_string(freq_shift) + ")");
-  if (n == 0) return;
-  require_pointers(t && y, who, "t and y");
-  DDPM_LAUNCH(timestep_embedding_kernel, grid_stride_blocks(n * half, kThreads), kThreads, 0,
-              stream, t, y, n, dim, half, neg_log_max_period, denominator, scale, flip_sin_to_cos);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  detail::ew::timestep_embedding_forward<bf16>("timestep_embedding_forward_bf16", t, y, n, dim,
+                                               flip_sin_to_cos, freq_shift, max_period, scale,
+                                               stream);
 }
 
 }  // namespace ddpm::kernels

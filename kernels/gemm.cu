@@ -57,6 +57,7 @@
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/gemm.cuh"
+#include "kernels/gemm_checks.h"
 #include "kernels/gemm_internal.cuh"
 
 // Full unrolling of the fixed-trip loops over a thread's micro-tile and staged
@@ -72,8 +73,7 @@ namespace ddpm::kernels {
 
 namespace {
 
-constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;  // per operand, and any dimension
-constexpr int64_t kTargetBlocks = 132;                    // one wave on an H100/H200 (132 SMs)
+constexpr int64_t kTargetBlocks = 132;  // one wave on an H100/H200 (132 SMs)
 constexpr int64_t kMaxGridY = 65535;
 
 // One block tile configuration: BM x BN outputs, stages of BK, TM x TN
@@ -370,40 +370,9 @@ void launch_tile(GemmArgs args, bool trans_a, bool trans_b, bool vector_loads,
     launch_kernel<Cfg, true, true>(args, vector_loads, grid, stream);
 }
 
-[[noreturn]] void bad_argument(const std::string& what) {
-  throw std::invalid_argument("gemm: " + what);
-}
-
-void check_dimension(const char* name, int64_t v) {
-  if (v < 0 || v > kMaxElements)
-    bad_argument(std::string(name) + " is " + std::to_string(v) + ", expected 0.." +
-                 std::to_string(kMaxElements));
-}
-
-void check_pointer(const char* name, const void* p, bool needed) {
-  if (needed && p == nullptr) bad_argument(std::string(name) + " is null");
-  if (reinterpret_cast<uintptr_t>(p) % 4 != 0)
-    bad_argument(std::string(name) + " is not 4-byte aligned");
-}
-
 void validate(int64_t m, int64_t n, int64_t k, const float* a, const float* b, const float* bias,
               const float* c) {
-  check_dimension("m", m);
-  check_dimension("n", n);
-  check_dimension("k", k);
-  auto check_size = [](const char* what, int64_t rows, int64_t cols) {
-    if (rows * cols > kMaxElements)
-      bad_argument(std::string(what) + " has 2^31 elements or more (" + std::to_string(rows) +
-                   " x " + std::to_string(cols) + ")");
-  };
-  check_size("A", m, k);
-  check_size("B", k, n);
-  check_size("C", m, n);
-  const bool product = m > 0 && n > 0 && k > 0, output = m > 0 && n > 0;
-  check_pointer("a", a, product);
-  check_pointer("b", b, product);
-  check_pointer("bias", bias, false);
-  check_pointer("c", c, output);
+  detail::check_gemm_arguments("gemm", m, n, k, a, b, bias, c, 4, 4);
 }
 
 }  // namespace

@@ -79,6 +79,7 @@
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/gemm_bf16.cuh"
+#include "kernels/gemm_checks.h"
 #include "kernels/ldmatrix.cuh"
 #include "kernels/warp_mma.cuh"
 
@@ -102,7 +103,6 @@ constexpr int64_t kSplitTargetBlocks = 2 * kWaveBlocks;
 constexpr int64_t kMinStagesPerSplit =
     8;                                 // 256 of k: fills and drains the pipeline a few times over
 constexpr int64_t kMaxSplits = 65535;  // gridDim.y
-constexpr int64_t kMaxElements = (int64_t(1) << 31) - 1;
 
 template <int BM_, int BN_, int WARPS_M, int WARPS_N, int MIN_BLOCKS>
 struct Tile {
@@ -187,22 +187,30 @@ __device__ inline void load_stage(const Operand& op, int r0, int k0, char* stage
 template <class T>
 using Accumulators = float[T::kFragsM][T::kFragsN][4];
 
+// One ldmatrix.x4 whose lane reads row r of the 8x8 matrix at (row, k) of a
+// stage of kRows rows. Stored along k, the matrix is read as it is; stored
+// with rows = k, it is transposed, so both give (row, k pair) fragments.
+template <int kRows, bool kAlongK>
+__device__ inline void load_x4(const char* stage, int row, int k, int r, uint32_t (&q)[4]) {
+  using L = StageLayout<kRows, kAlongK>;
+  if constexpr (kAlongK)
+    ldsm::x4(q, stage + L::offset(row + r, k / kChunk));
+  else
+    ldsm::x4_trans(q, stage + L::offset(k + r, row / kChunk));
+}
+
 // A's fragments for k step ks: lane l addresses row l % 8 of matrix l / 8,
 // matrices (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15, k 8-15)
 // = the mma's A registers 0..3.
 template <class T, bool kAlongK>
 __device__ inline void load_a_fragments(const char* stage, int m_warp, int ks, int lane,
                                         uint32_t (&a)[T::kFragsM][4]) {
-  using L = StageLayout<T::BM, kAlongK>;
   const int matrix = lane >> 3, r = lane & 7;
   GB_UNROLL
   for (int i = 0; i < T::kFragsM; ++i) {
     const int m = m_warp + i * mma::kM + 8 * (matrix & 1);
     const int k = ks * mma::kK + 8 * (matrix >> 1);
-    if constexpr (kAlongK)
-      ldsm::x4(a[i], stage + L::offset(m + r, k / kChunk));
-    else  // stored rows are k: transpose 8x8 blocks (k x m) into (m, k pairs)
-      ldsm::x4_trans(a[i], stage + L::offset(k + r, m / kChunk));
+    load_x4<T::BM, kAlongK>(stage, m, k, r, a[i]);
   }
 }
 
@@ -212,17 +220,13 @@ __device__ inline void load_a_fragments(const char* stage, int m_warp, int ks, i
 template <class T, bool kAlongK>
 __device__ inline void load_b_fragments(const char* stage, int n_warp, int ks, int lane,
                                         uint32_t (&b)[T::kFragsN][2]) {
-  using L = StageLayout<T::BN, kAlongK>;
   const int matrix = lane >> 3, r = lane & 7;
   GB_UNROLL
   for (int j = 0; j < T::kFragsN; j += 2) {
     const int n = n_warp + j * mma::kN + 8 * (matrix >> 1);
     const int k = ks * mma::kK + 8 * (matrix & 1);
     uint32_t q[4];
-    if constexpr (kAlongK)
-      ldsm::x4(q, stage + L::offset(n + r, k / kChunk));
-    else
-      ldsm::x4_trans(q, stage + L::offset(k + r, n / kChunk));
+    load_x4<T::BN, kAlongK>(stage, n, k, r, q);
     b[j][0] = q[0], b[j][1] = q[1], b[j + 1][0] = q[2], b[j + 1][1] = q[3];
   }
 }
@@ -334,14 +338,7 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks) gemm_bf16_kernel(c
   };
 
   Accumulators<T> acc;
-  GB_UNROLL
-  for (int i = 0; i < T::kFragsM; ++i) {
-    GB_UNROLL
-    for (int j = 0; j < T::kFragsN; ++j) {
-      GB_UNROLL
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
-    }
-  }
+  mma::zero_accumulators(acc);
 
   GB_UNROLL
   for (int s = 0; s < kStages - 1; ++s) {
@@ -368,20 +365,9 @@ __global__ void __launch_bounds__(T::kThreads, T::kMinBlocks) gemm_bf16_kernel(c
   }
   async_copy::wait_all();  // only empty groups remain; leave none behind
 
-  // Elements 0, 1 of an accumulator tile are (row g, columns 2t, 2t+1), 2, 3
-  // the same columns of row g + 8.
-  GB_UNROLL
-  for (int i = 0; i < T::kFragsM; ++i) {
-    GB_UNROLL
-    for (int j = 0; j < T::kFragsN; ++j) {
-      GB_UNROLL
-      for (int e = 0; e < 4; e += 2) {
-        const int row = m0 + m_warp + i * mma::kM + mma::fragment_row(mma::Operand::c, lane, e);
-        const int col = n0 + n_warp + j * mma::kN + mma::fragment_col(mma::Operand::c, lane, e);
-        store_pair(g, row, col, acc[i][j][e], acc[i][j][e + 1], split);
-      }
-    }
-  }
+  mma::for_each_accumulator_pair(acc, lane, [&](int row, int col, float v0, float v1) {
+    store_pair(g, m0 + m_warp + row, n0 + n_warp + col, v0, v1, split);
+  });
 }
 
 // Split-K's second pass: C[i] from the sum of partials[s][i] over s in order,
@@ -419,39 +405,17 @@ bool aligned(const void* p, uintptr_t bytes) {
 }
 
 [[noreturn]] void bad_argument(const std::string& what) {
-  throw std::invalid_argument("gemm_bf16: " + what);
+  detail::gemm_bad_argument("gemm_bf16", what);
 }
 
 void check_dimension(const char* name, int64_t v) {
-  if (v < 0 || v > kMaxElements)
-    bad_argument(std::string(name) + " is " + std::to_string(v) + ", expected 0.." +
-                 std::to_string(kMaxElements));
-}
-
-void check_pointer(const char* name, const void* p, bool needed, uintptr_t alignment) {
-  if (needed && p == nullptr) bad_argument(std::string(name) + " is null");
-  if (!aligned(p, alignment))
-    bad_argument(std::string(name) + " is not " + std::to_string(alignment) + "-byte aligned");
+  detail::check_gemm_dimension("gemm_bf16", name, v);
 }
 
 void validate(int64_t m, int64_t n, int64_t k, const void* a, const void* b, const float* bias,
               const void* c, bool c_is_bf16, const void* workspace, size_t workspace_bytes) {
-  check_dimension("m", m);
-  check_dimension("n", n);
-  check_dimension("k", k);
-  auto check_size = [](const char* what, int64_t rows, int64_t cols) {
-    if (rows * cols > kMaxElements)
-      bad_argument(std::string(what) + " has 2^31 elements or more (" + std::to_string(rows) +
-                   " x " + std::to_string(cols) + ")");
-  };
-  check_size("A", m, k);
-  check_size("B", k, n);
-  check_size("C", m, n);
-  const bool product = m > 0 && n > 0 && k > 0, output = m > 0 && n > 0;
-  check_pointer("a", a, product, 2);
-  check_pointer("b", b, product, 2);
-  check_pointer("bias", bias, false, 4);
-  check_pointer("c", c, output, c_is_bf16 ? 2 : 4);
+  detail::check_gemm_arguments("gemm_bf16", m, n, k, a, b, bias, c, 2, c_is_bf16 ? 2 : 4);
+  const bool output = m > 0 && n > 0;
   if (output && workspace_bytes > 0) {
     if (workspace == nullptr)
       bad_argument("workspace is null but this shape needs " + std::to_string(workspace_bytes) +
@@ -591,6 +555,20 @@ GemmBf16Plan gemm_bf16_plan(int64_t m, int64_t n, int64_t k) {
   return gemm_bf16_make_plan(GemmBf16Tile::tile64x64, splits_for(tile_count<SmallTile>(m, n)), k);
 }
 
+namespace {
+
+// Both gemm_bf16 overloads: the dimensions checked before the plan reads
+// them, then the plan of gemm_bf16_plan.
+void planned_run(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                 const __nv_bfloat16* a, const __nv_bfloat16* b, const float* bias, void* c,
+                 bool c_is_bf16, bool accumulate, void* workspace, cudaStream_t stream) {
+  check_dimension("m", m), check_dimension("n", n), check_dimension("k", k);
+  checked_run(trans_a, trans_b, m, n, k, a, b, bias, c, c_is_bf16, accumulate, workspace,
+              gemm_bf16_plan(m, n, k), stream);
+}
+
+}  // namespace
+
 size_t gemm_bf16_workspace_bytes(int64_t m, int64_t n, int64_t k) {
   return detail::gemm_bf16_plan_workspace_bytes(gemm_bf16_plan(m, n, k), m, n);
 }
@@ -598,17 +576,13 @@ size_t gemm_bf16_workspace_bytes(int64_t m, int64_t n, int64_t k) {
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const __nv_bfloat16* a,
                const __nv_bfloat16* b, const float* bias, __nv_bfloat16* c, bool accumulate,
                void* workspace, cudaStream_t stream) {
-  check_dimension("m", m), check_dimension("n", n), check_dimension("k", k);
-  checked_run(trans_a, trans_b, m, n, k, a, b, bias, c, true, accumulate, workspace,
-              gemm_bf16_plan(m, n, k), stream);
+  planned_run(trans_a, trans_b, m, n, k, a, b, bias, c, true, accumulate, workspace, stream);
 }
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const __nv_bfloat16* a,
                const __nv_bfloat16* b, const float* bias, float* c, bool accumulate,
                void* workspace, cudaStream_t stream) {
-  check_dimension("m", m), check_dimension("n", n), check_dimension("k", k);
-  checked_run(trans_a, trans_b, m, n, k, a, b, bias, c, false, accumulate, workspace,
-              gemm_bf16_plan(m, n, k), stream);
+  planned_run(trans_a, trans_b, m, n, k, a, b, bias, c, false, accumulate, workspace, stream);
 }
 
 }  // namespace ddpm::kernels

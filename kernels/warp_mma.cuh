@@ -219,6 +219,38 @@ __device__ inline void mma_m16n8k16_bf16_grid(float (&acc)[FM][FN][4], const uin
 #endif
 }
 
+// A warp tile's FM x FN accumulators (each one instruction's C: 16 x 8) set to 0.
+template <int FM, int FN>
+__device__ inline void zero_accumulators(float (&acc)[FM][FN][4]) {
+  DDPM_MMA_UNROLL
+  for (int i = 0; i < FM; ++i) {
+    DDPM_MMA_UNROLL
+    for (int j = 0; j < FN; ++j) {
+      DDPM_MMA_UNROLL
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+    }
+  }
+}
+
+// Visits a warp tile's accumulators two at a time, the pairs of the C layout:
+// f(row, col, v0, v1) with v0, v1 at (row, col) and (row, col + 1), row and
+// col within the warp tile (16 FM x 8 FN). Elements 0, 1 of a C fragment are
+// (row g, columns 2t, 2t+1), elements 2, 3 the same columns of row g + 8: so
+// every epilogue stores adjacent column pairs.
+template <int FM, int FN, class F>
+__device__ inline void for_each_accumulator_pair(const float (&acc)[FM][FN][4], int lane, F&& f) {
+  DDPM_MMA_UNROLL
+  for (int i = 0; i < FM; ++i) {
+    DDPM_MMA_UNROLL
+    for (int j = 0; j < FN; ++j) {
+      DDPM_MMA_UNROLL
+      for (int e = 0; e < 4; e += 2)
+        f(i * kM + fragment_row(Operand::c, lane, e), j * kN + fragment_col(Operand::c, lane, e),
+          acc[i][j][e], acc[i][j][e + 1]);
+    }
+  }
+}
+
 // True where mma_m16n8k16_bf16 is the PTX instruction (device code, sm_80+).
 __device__ constexpr bool mma_uses_ptx() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800

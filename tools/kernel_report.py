@@ -113,9 +113,6 @@ KNOWN_SPILLS = (
                "the 128-register cap of its launch bounds: 16 bytes"),
     KnownSpill("attention.cu:*attention_forward_kernel<*QueryTiles<16>*", 1, 1,
                "the 128-register cap of its launch bounds: 8 bytes (one STL.64)"),
-    KnownSpill("group_norm.cu:*gn_backward_dx_kernel<4>*", 1, 1,
-               "__launch_bounds__(kThreads, 4) caps it at 64 registers (group_norm.cu): "
-               "4 bytes"),
     KnownSpill("elementwise.cu:*timestep_embedding_kernel*", 4, 6,
                "not a register spill: the local array of sinf/cosf's Payne-Hanek "
                "argument reduction, a path taken only for |x| > 105615 (arguments here "

@@ -1,4 +1,4 @@
-// Host-side bf16 helpers of the norm_elementwise_bf16 kernel tests: rounding
+// Host-side bf16 helpers of the bf16 kernel tests: rounding
 // to bf16 independent of the CUDA headers (the oracle should not share the
 // kernels' conversion code), bf16 device arrays with an element offset (offset
 // 1 breaks 16-byte alignment: the kernels' scalar path), poisoned with 0xFF
@@ -104,23 +104,6 @@ class DeviceVec {
 
 using DeviceBf16 = DeviceVec<__nv_bfloat16>;
 using DeviceF32 = DeviceVec<float>;
-
-// |got - want| <= tol elementwise, every element finite; records the worst
-// error / tolerance ratio (how much of the derived bound is used).
-inline void expect_within(const std::vector<float>& got, const std::vector<double>& want,
-                          const std::vector<double>& tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  ASSERT_EQ(tol.size(), want.size()) << what;
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(got[i]))
-        << what << ": element " << i << " not written (or not finite)";
-    ASSERT_LE(std::abs(double(got[i]) - want[i]), tol[i])
-        << what << ": element " << i << " got " << got[i] << " want " << want[i];
-    if (tol[i] > 0) worst = std::max(worst, std::abs(double(got[i]) - want[i]) / tol[i]);
-  }
-  ::testing::Test::RecordProperty(what + "_worst_error_over_tolerance", std::to_string(worst));
-}
 
 // A bf16 output's bound: the fp32 computation's error e, then one rounding to
 // nearest: |bf16(v) - v| <= 2^-8 |v| (normal range) or 2^-134 (subnormal),

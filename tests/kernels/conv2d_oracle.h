@@ -21,9 +21,12 @@
 // doubles the per-operation error: tensor_core tests use twice the bound.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "engine/ops/conv2d.h"
@@ -112,6 +115,30 @@ inline std::vector<double> accumulation_bound(const std::vector<double>& magnitu
   std::vector<double> b(magnitude.size());
   for (size_t i = 0; i < b.size(); ++i) b[i] = double(terms + 4) * kFp32Unit * magnitude[i];
   return b;
+}
+
+// An output's exact values and the bound on each element's error.
+struct Expected {
+  std::vector<double> value, bound;
+};
+
+// Every element finite (a NaN left from the poison means it was never
+// written) and within its bound; stops after 5 failures (a wrong kernel
+// would otherwise print every element).
+inline void expect_within(const std::vector<float>& got, const Expected& want,
+                          const std::string& what) {
+  ASSERT_EQ(got.size(), want.value.size()) << what;
+  int failures = 0;
+  for (size_t i = 0; i < got.size() && failures < 5; ++i) {
+    if (!std::isfinite(got[i])) {
+      ADD_FAILURE() << what << ": element " << i << " not written (or not finite)";
+      ++failures;
+    } else if (std::abs(got[i] - want.value[i]) > want.bound[i]) {
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", expected "
+                    << want.value[i] << " +- " << want.bound[i];
+      ++failures;
+    }
+  }
 }
 
 }  // namespace ddpm::testing

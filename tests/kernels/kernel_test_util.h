@@ -9,9 +9,11 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -136,6 +138,48 @@ inline void expect_close(const std::vector<float>& got, const std::vector<double
     ASSERT_NEAR(got[i], want[i], atol + rtol * std::abs(want[i])) << what << ": element " << i;
   }
 }
+
+// |got - want| <= tol elementwise, every element finite (a NaN left from the
+// poison means an output was never written); records the worst error /
+// tolerance ratio (how much of the derived bound is used). G: float or double.
+template <typename G>
+void expect_within(const std::vector<G>& got, const std::vector<double>& want,
+                   const std::vector<double>& tol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  ASSERT_EQ(tol.size(), want.size()) << what;
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i]))
+        << what << ": element " << i << " not written (or not finite)";
+    ASSERT_LE(std::abs(double(got[i]) - want[i]), tol[i])
+        << what << ": element " << i << " got " << got[i] << " want " << want[i];
+    if (tol[i] > 0) worst = std::max(worst, std::abs(double(got[i]) - want[i]) / tol[i]);
+  }
+  ::testing::Test::RecordProperty(what + "_worst_error_over_tolerance", std::to_string(worst));
+}
+
+// f() throws std::invalid_argument whose message names `who` (the function)
+// and contains `needle` (what was wrong); anything else fails the test.
+template <typename F>
+void expect_invalid_argument(const char* who, const char* needle, F&& f) {
+  try {
+    f();
+    ADD_FAILURE() << "no error mentioning '" << needle << "'";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(who), std::string::npos) << what;
+    EXPECT_NE(what.find(needle), std::string::npos) << what;
+  }
+}
+
+// gtest's name of a test parameter that carries its own `name` (the last
+// argument of INSTANTIATE_TEST_SUITE_P).
+struct ParamName {
+  template <typename P>
+  std::string operator()(const ::testing::TestParamInfo<P>& i) const {
+    return std::string(i.param.name);
+  }
+};
 
 inline std::vector<double> to_double(const std::vector<float>& v) {
   return {v.begin(), v.end()};

@@ -29,6 +29,8 @@
 
 #include "engine/ops/attention.h"
 #include "kernels/attention.cuh"
+#include "tests/kernels/attention_case.h"
+#include "tests/kernels/bf16_host.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/op_harness.h"
 
@@ -37,38 +39,12 @@ namespace {
 
 using kernels::AttentionShape;
 using testing::DeviceArray;
+using testing::expect_within;
 using testing::OpRun;
 
 constexpr double kU = 5.96e-8;  // unit roundoff of fp32, 2^-24
 
-struct Case {
-  int64_t n, h, w, heads, dim;
-  double scale = 0;      // 0: head_dim^-1/2, the op's default
-  double magnitude = 1;  // q and k are magnitude * N(0, 1) ...
-  double shift = 0;      // ... + shift and - shift: every score near -scale shift^2 D
-
-  int64_t tokens() const { return h * w; }
-  size_t numel() const { return size_t(n * h * w * heads * dim); }
-  size_t lse_numel() const { return size_t(n * heads * h * w); }
-  AttentionShape shape() const { return {n, h * w, heads, dim}; }
-  AttentionParams params() const { return {heads, dim, scale}; }
-  double effective_scale() const { return attention_scale(params()); }
-};
-
-std::string case_name(const Case& c) {
-  std::string s = "n" + std::to_string(c.n) + "_" + std::to_string(c.h) + "x" +
-                  std::to_string(c.w) + "_heads" + std::to_string(c.heads) + "_d" +
-                  std::to_string(c.dim);
-  if (c.scale != 0) s += "_scale" + std::to_string(int(c.scale * 100)) + "pct";
-  if (c.magnitude != 1) s += "_magnitude" + std::to_string(int(c.magnitude));
-  if (c.shift != 0) s += "_shift" + std::to_string(int(c.shift));
-  return s;
-}
-
-// gtest prints a failing case's parameter with this.
-void PrintTo(const Case& c, std::ostream* os) {
-  *os << case_name(c);
-}
+using Case = testing::AttentionTestCase;
 
 // ------------------------------------------------------------- inputs, oracle
 
@@ -92,38 +68,14 @@ Inputs make_inputs(const Case& c, uint64_t seed) {
   return in;
 }
 
-void set_all(testing::HostTensor& t, const std::vector<float>& v) {
-  for (size_t i = 0; i < v.size(); ++i) t.set(int64_t(i), double(v[i]));
-}
-
-std::vector<double> get_all(const testing::HostTensor& t) {
-  std::vector<double> v(size_t(t.numel()));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = t.get(int64_t(i));
-  return v;
-}
-
-struct Oracle {
-  std::vector<double> o, lse, dq, dk, dv;
-};
-
 // The CPU op in f64: its forward, and its backward on the kernel's o and lse.
-Oracle cpu_reference(const Case& c, const Inputs& in, const std::vector<float>& kernel_o,
-                     const std::vector<float>& kernel_lse) {
-  const Shape x{c.n, c.h, c.w, c.heads * c.dim};
-  OpRun op(c.params(), {x, x, x}, DType::f64);
-  set_all(op.inputs[0], in.q);
-  set_all(op.inputs[1], in.k);
-  set_all(op.inputs[2], in.v);
-  Oracle r;
-  r.o = op.forward(0);
-  r.lse = get_all(op.outputs[1]);
-  set_all(op.outputs[0], kernel_o);
-  set_all(op.outputs[1], kernel_lse);
-  const auto grads = op.backward({testing::to_double(in.dout), {}});
-  r.dq = grads[0];
-  r.dk = grads[1];
-  r.dv = grads[2];
-  return r;
+testing::AttentionOracle cpu_reference(const Case& c, const Inputs& in,
+                                       const std::vector<float>& kernel_o,
+                                       const std::vector<float>& kernel_lse) {
+  using testing::to_double;
+  return testing::attention_reference(c, to_double(in.q), to_double(in.k), to_double(in.v),
+                                      to_double(in.dout), to_double(kernel_o),
+                                      to_double(kernel_lse));
 }
 
 // ------------------------------------------------------------- tolerances
@@ -253,22 +205,6 @@ Tolerances tolerances(const Case& c, const Inputs& in, const std::vector<float>&
   return t;
 }
 
-// |got - want| <= tol elementwise, every element finite (a NaN left from the
-// poison means an output was never written). Records the worst ratio.
-void expect_within(const std::vector<float>& got, const std::vector<double>& want,
-                   const std::vector<double>& tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  ASSERT_EQ(tol.size(), want.size()) << what;
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(got[i]))
-        << what << ": element " << i << " not written (or not finite)";
-    ASSERT_NEAR(got[i], want[i], tol[i]) << what << ": element " << i;
-    worst = std::max(worst, std::abs(got[i] - want[i]) / tol[i]);
-  }
-  ::testing::Test::RecordProperty(what + "_worst_error_over_tolerance", std::to_string(worst));
-}
-
 // want + prior, and the tolerance widened by the rounding of that addition.
 std::vector<double> plus(const std::vector<double>& want, const std::vector<float>& prior) {
   std::vector<double> v = want;
@@ -285,29 +221,9 @@ std::vector<double> plus_rounding(std::vector<double> tol, const std::vector<dou
 
 // ------------------------------------------------------------- the kernels
 
-// A float array on the device starting `offset` floats into its allocation
-// (offset 1 breaks 16-byte alignment: the scalar path). Size 0 gives a null
-// pointer; without data the array is poisoned (0xFF: NaN).
-class DeviceFloats {
- public:
-  DeviceFloats(size_t n, size_t offset) : mem_(n ? n + offset : 0), offset_(offset), n_(n) {}
-  DeviceFloats(const std::vector<float>& host, size_t offset) : DeviceFloats(host.size(), offset) {
-    if (n_ == 0) return;
-    std::vector<float> padded(offset_, 0.5f);
-    padded.insert(padded.end(), host.begin(), host.end());
-    mem_.upload(padded);
-  }
-  float* get() const { return n_ ? mem_.get() + offset_ : nullptr; }
-  std::vector<float> download() const {
-    if (n_ == 0) return {};
-    const std::vector<float> all = mem_.download();
-    return {all.begin() + std::ptrdiff_t(offset_), all.end()};
-  }
-
- private:
-  DeviceArray<float> mem_;
-  size_t offset_, n_;
-};
+// A float array `offset` floats into a poisoned allocation (offset 1: the
+// scalar path); empty data gives a null pointer.
+using DeviceFloats = testing::DeviceF32;
 
 struct RunOptions {
   size_t offset = 0;  // floats: every tensor starts this far into its allocation
@@ -353,7 +269,7 @@ void check_case(const Case& c, const RunOptions& r, uint64_t seed) {
   const Inputs in = make_inputs(c, seed);
   const KernelResults got = run_kernels(c, in, r);
   ASSERT_EQ(got.o.size(), c.numel());
-  const Oracle want = cpu_reference(c, in, got.o, got.lse);
+  const testing::AttentionOracle want = cpu_reference(c, in, got.o, got.lse);
   const Tolerances tol = tolerances(c, in, got.o, got.lse);
   expect_within(got.o, want.o, tol.o, "o");
   expect_within(got.lse, want.lse, tol.lse, "lse");
@@ -525,22 +441,7 @@ TEST(AttentionKernel, RejectsBadArguments) {
   auto forward = [&](AttentionShape s, float scale = 0.5f) {
     kernels::attention_forward(p, p, p, p, p, s, scale, nullptr);
   };
-  EXPECT_THROW(forward({1, 4, 1, 0}), std::invalid_argument);    // head_dim 0
-  EXPECT_THROW(forward({1, 4, 1, 257}), std::invalid_argument);  // head_dim over 256
-  EXPECT_THROW(forward({1, 0, 1, 8}), std::invalid_argument);    // no tokens
-  EXPECT_THROW(forward({1, 4, 0, 8}), std::invalid_argument);    // no heads
-  EXPECT_THROW(forward({-1, 4, 1, 8}), std::invalid_argument);
-  EXPECT_THROW(forward({1 << 20, 1 << 10, 1, 8}), std::invalid_argument);  // 2^33 elements
-  EXPECT_THROW(forward({1, 4, 1, 8}, 0.0f), std::invalid_argument);
-  EXPECT_THROW(forward({1, 4, 1, 8}, NAN), std::invalid_argument);
-  EXPECT_THROW(forward({1, 4, 1, 8}, INFINITY), std::invalid_argument);
-  try {
-    forward({1, 4, 1, 300});
-    ADD_FAILURE() << "attention_forward accepted head_dim 300";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("attention_forward"), std::string::npos) << e.what();
-  }
+  testing::expect_rejects_bad_shapes(forward, "attention_forward");
   EXPECT_THROW(kernels::validate({1, 4, 1, 0}), std::invalid_argument);
   EXPECT_NO_THROW(kernels::validate({0, 196, 4, 64}));
   EXPECT_THROW(kernels::attention_workspace_bytes({1, 0, 1, 8}), std::invalid_argument);

@@ -19,7 +19,6 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -32,6 +31,8 @@
 
 #include "engine/ops/attention.h"
 #include "kernels/attention_bf16.cuh"
+#include "tests/kernels/attention_case.h"
+#include "tests/kernels/bf16_host.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/op_harness.h"
 
@@ -40,54 +41,23 @@ namespace {
 
 using kernels::AttentionShape;
 using testing::DeviceArray;
+using testing::expect_within;
+using testing::from_bf16;
 using testing::OpRun;
+using testing::to_bf16;
 using Bits = std::vector<uint16_t>;  // bf16 values as their bits
 
 constexpr double kU = 0x1p-24;  // fp32 unit roundoff
 constexpr double kUb = 0x1p-8;  // bf16 unit roundoff (8 significant bits, round to nearest)
 constexpr double kSecondOrder = 1.0625;  // covers products of first-order terms (<= 2^-7 of them)
 
-// Round to nearest even (inputs are finite).
-uint16_t to_bf16(float x) {
-  const auto u = std::bit_cast<uint32_t>(x);
-  return uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
-float from_bf16(uint16_t b) {
-  return std::bit_cast<float>(uint32_t(b) << 16);
-}
 std::vector<double> widen(const Bits& b) {
   std::vector<double> v(b.size());
   for (size_t i = 0; i < b.size(); ++i) v[i] = double(from_bf16(b[i]));
   return v;
 }
 
-struct Case {
-  int64_t n, h, w, heads, dim;
-  double scale = 0;      // 0: head_dim^-1/2, the op's default
-  double magnitude = 1;  // q and k are magnitude * N(0, 1) ...
-  double shift = 0;      // ... + shift and - shift: every score near -scale shift^2 D
-
-  int64_t tokens() const { return h * w; }
-  size_t numel() const { return size_t(n * h * w * heads * dim); }
-  size_t lse_numel() const { return size_t(n * heads * h * w); }
-  AttentionShape shape() const { return {n, h * w, heads, dim}; }
-  AttentionParams params() const { return {heads, dim, scale}; }
-  double effective_scale() const { return attention_scale(params()); }
-};
-
-std::string case_name(const Case& c) {
-  std::string s = "n" + std::to_string(c.n) + "_" + std::to_string(c.h) + "x" +
-                  std::to_string(c.w) + "_heads" + std::to_string(c.heads) + "_d" +
-                  std::to_string(c.dim);
-  if (c.scale != 0) s += "_scale" + std::to_string(int(c.scale * 100)) + "pct";
-  if (c.magnitude != 1) s += "_magnitude" + std::to_string(int(c.magnitude));
-  if (c.shift != 0) s += "_shift" + std::to_string(int(c.shift));
-  return s;
-}
-
-void PrintTo(const Case& c, std::ostream* os) {
-  *os << case_name(c);
-}
+using Case = testing::AttentionTestCase;
 
 // ------------------------------------------------------------- inputs, oracle
 
@@ -114,38 +84,11 @@ Inputs make_inputs(const Case& c, uint64_t seed) {
           random_bf16(n, seed + 6)};
 }
 
-void set_all(testing::HostTensor& t, const std::vector<double>& v) {
-  for (size_t i = 0; i < v.size(); ++i) t.set(int64_t(i), v[i]);
-}
-
-std::vector<double> get_all(const testing::HostTensor& t) {
-  std::vector<double> v(size_t(t.numel()));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = t.get(int64_t(i));
-  return v;
-}
-
-struct Oracle {
-  std::vector<double> o, lse, dq, dk, dv;
-};
-
 // The CPU op in f64: its forward, and its backward on the kernel's o and lse.
-Oracle cpu_reference(const Case& c, const Inputs& in, const Bits& kernel_o,
-                     const std::vector<float>& kernel_lse) {
-  const Shape x{c.n, c.h, c.w, c.heads * c.dim};
-  OpRun op(c.params(), {x, x, x}, DType::f64);
-  set_all(op.inputs[0], widen(in.q));
-  set_all(op.inputs[1], widen(in.k));
-  set_all(op.inputs[2], widen(in.v));
-  Oracle r;
-  r.o = op.forward(0);
-  r.lse = get_all(op.outputs[1]);
-  set_all(op.outputs[0], widen(kernel_o));
-  set_all(op.outputs[1], std::vector<double>(kernel_lse.begin(), kernel_lse.end()));
-  const auto grads = op.backward({widen(in.dout), {}});
-  r.dq = grads[0];
-  r.dk = grads[1];
-  r.dv = grads[2];
-  return r;
+testing::AttentionOracle cpu_reference(const Case& c, const Inputs& in, const Bits& kernel_o,
+                                       const std::vector<float>& kernel_lse) {
+  return testing::attention_reference(c, widen(in.q), widen(in.k), widen(in.v), widen(in.dout),
+                                      widen(kernel_o), testing::to_double(kernel_lse));
 }
 
 // ------------------------------------------------------------- tolerances
@@ -282,22 +225,6 @@ Tolerances tolerances(const Case& c, const Inputs& in, const Bits& kernel_o_bits
   return t;
 }
 
-// Every element finite (a NaN left from the poison means an output was never
-// written) and |got - want| <= tol. Records the worst ratio.
-void expect_within(const std::vector<double>& got, const std::vector<double>& want,
-                   const std::vector<double>& tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  ASSERT_EQ(tol.size(), want.size()) << what;
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(got[i]))
-        << what << ": element " << i << " not written (or not finite)";
-    ASSERT_NEAR(got[i], want[i], tol[i]) << what << ": element " << i;
-    worst = std::max(worst, std::abs(got[i] - want[i]) / tol[i]);
-  }
-  ::testing::Test::RecordProperty(what + "_worst_error_over_tolerance", std::to_string(worst));
-}
-
 // A bf16 output against want (+ prior): the bound adds the output's single rounding.
 void expect_bf16_within(const Bits& got, std::vector<double> want, std::vector<double> pre,
                         const Bits* prior, const std::string& what) {
@@ -383,7 +310,7 @@ void check_case(const Case& c, const RunOptions& r, uint64_t seed) {
   const Inputs in = make_inputs(c, seed);
   const KernelResults got = run_kernels(c, in, r);
   ASSERT_EQ(got.o.size(), c.numel());
-  const Oracle want = cpu_reference(c, in, got.o, got.lse);
+  const testing::AttentionOracle want = cpu_reference(c, in, got.o, got.lse);
   const Tolerances tol = tolerances(c, in, got.o, got.lse);
   expect_bf16_within(got.o, want.o, tol.o, nullptr, "o");
   expect_within(std::vector<double>(got.lse.begin(), got.lse.end()), want.lse, tol.lse, "lse");
@@ -486,7 +413,7 @@ TEST(AttentionBf16Kernel, ForwardLongSequence) {
                                   float(c.effective_scale()), nullptr);
   const Bits got_o = o.download();
   const std::vector<float> got_lse = lse.download();
-  const Oracle want = cpu_reference(c, in, got_o, got_lse);
+  const testing::AttentionOracle want = cpu_reference(c, in, got_o, got_lse);
   const Tolerances tol = tolerances(c, in, got_o, got_lse);
   expect_bf16_within(got_o, want.o, tol.o, nullptr, "o");
   expect_within(std::vector<double>(got_lse.begin(), got_lse.end()), want.lse, tol.lse, "lse");
@@ -598,22 +525,7 @@ TEST(AttentionBf16Kernel, RejectsBadArguments) {
   auto forward = [&](AttentionShape s, float scale = 0.5f) {
     kernels::attention_bf16_forward(p, p, p, p, f, s, scale, nullptr);
   };
-  EXPECT_THROW(forward({1, 4, 1, 0}), std::invalid_argument);    // head_dim 0
-  EXPECT_THROW(forward({1, 4, 1, 257}), std::invalid_argument);  // head_dim over 256
-  EXPECT_THROW(forward({1, 0, 1, 8}), std::invalid_argument);    // no tokens
-  EXPECT_THROW(forward({1, 4, 0, 8}), std::invalid_argument);    // no heads
-  EXPECT_THROW(forward({-1, 4, 1, 8}), std::invalid_argument);
-  EXPECT_THROW(forward({1 << 20, 1 << 10, 1, 8}), std::invalid_argument);  // 2^33 elements
-  EXPECT_THROW(forward({1, 4, 1, 8}, 0.0f), std::invalid_argument);
-  EXPECT_THROW(forward({1, 4, 1, 8}, NAN), std::invalid_argument);
-  EXPECT_THROW(forward({1, 4, 1, 8}, INFINITY), std::invalid_argument);
-  try {
-    forward({1, 4, 1, 300});
-    ADD_FAILURE() << "attention_bf16_forward accepted head_dim 300";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("attention_bf16_forward"), std::string::npos) << e.what();
-  }
+  testing::expect_rejects_bad_shapes(forward, "attention_bf16_forward");
   // A bf16 tensor must be 2-byte aligned.
   auto* odd = reinterpret_cast<__nv_bfloat16*>(reinterpret_cast<char*>(buf.get()) + 1);
   EXPECT_THROW(kernels::attention_bf16_forward(p, odd, p, p, f, {1, 4, 1, 8}, 0.5f, nullptr),

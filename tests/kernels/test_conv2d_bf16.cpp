@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "kernels/conv2d_bf16.cuh"
+#include "tests/kernels/bf16_host.h"
 #include "tests/kernels/conv2d_oracle.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -59,6 +60,8 @@ namespace {
 
 using kernels::Conv2dShape;
 using testing::ConvOracle;
+using testing::expect_within;
+using testing::Expected;
 using testing::GuardedSlice;
 using testing::kFp32Unit;
 
@@ -110,18 +113,6 @@ class ForcedChoices {
 
 // ------------------------------------------------------------- bf16 on the host
 
-uint16_t bf16_bits(float v) {  // v already a bf16 value
-  uint32_t b;
-  std::memcpy(&b, &v, 4);
-  return uint16_t(b >> 16);
-}
-float bf16_value(uint16_t bits) {
-  const uint32_t b = uint32_t(bits) << 16;
-  float v;
-  std::memcpy(&v, &b, 4);
-  return v;
-}
-
 // A bf16 tensor: its values (exactly representable) and their bits.
 struct Bf16Tensor {
   std::vector<float> values;
@@ -129,12 +120,12 @@ struct Bf16Tensor {
 };
 Bf16Tensor random_bf16(size_t n, uint64_t seed, double scale = 1.0) {
   Bf16Tensor t{testing::round_to_bf16(testing::random_floats(n, seed, scale)), {}};
-  for (float v : t.values) t.bits.push_back(bf16_bits(v));
+  for (float v : t.values) t.bits.push_back(testing::to_bf16(v));
   return t;
 }
 std::vector<float> values_of(const std::vector<uint16_t>& bits) {
   std::vector<float> v;
-  for (uint16_t b : bits) v.push_back(bf16_value(b));
+  for (uint16_t b : bits) v.push_back(testing::from_bf16(b));
   return v;
 }
 
@@ -161,10 +152,6 @@ Inputs make_inputs(const Conv2dShape& s, uint64_t seed) {
 }
 
 // ------------------------------------------------------------- expected values
-
-struct Expected {
-  std::vector<double> value, bound;
-};
 
 double accumulation_bound(double magnitude, int64_t terms) {
   return kHardwareRounding * double(terms + 4) * kFp32Unit * magnitude;
@@ -228,21 +215,6 @@ GradExpected backward_expected(const Conv2dShape& s, const Inputs& in) {
         accumulation_bound(magnitude.db[o] + std::abs(in.db0[o]), filter_terms + 1);
   }
   return g;
-}
-
-void expect_within(const std::vector<float>& got, const Expected& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.value.size()) << what;
-  int failures = 0;
-  for (size_t i = 0; i < got.size() && failures < 5; ++i) {
-    if (!std::isfinite(got[i])) {
-      ADD_FAILURE() << what << ": element " << i << " not written (or not finite)";
-      ++failures;
-    } else if (std::abs(got[i] - want.value[i]) > want.bound[i]) {
-      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", expected "
-                    << want.value[i] << " +- " << want.bound[i];
-      ++failures;
-    }
-  }
 }
 
 // ------------------------------------------------------------- running the kernels
@@ -362,10 +334,7 @@ TEST_P(Bf16Conv, MatchesCpuOnBf16Values) {
   check_case(GetParam(), 101);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Conv, ::testing::ValuesIn(kCases),
-                         [](const ::testing::TestParamInfo<Case>& i) {
-                           return std::string(i.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Conv, ::testing::ValuesIn(kCases), testing::ParamName());
 
 // Fixed tiling and split order, no atomics: reruns agree bitwise (the
 // emulator runs blocks on several workers in no fixed order).
@@ -481,10 +450,7 @@ TEST_P(Bf16ConvGpu, MatchesCpuOnBf16Values) {
   check_case(GetParam(), 202);
 }
 
-INSTANTIATE_TEST_SUITE_P(Cifar, Bf16ConvGpu, ::testing::ValuesIn(kGpuCases),
-                         [](const ::testing::TestParamInfo<Case>& i) {
-                           return std::string(i.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(Cifar, Bf16ConvGpu, ::testing::ValuesIn(kGpuCases), testing::ParamName());
 #endif
 
 }  // namespace

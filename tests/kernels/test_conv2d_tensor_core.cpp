@@ -50,6 +50,8 @@ namespace {
 using kernels::Conv2dShape;
 using testing::ConvOracle;
 using testing::DeviceArray;
+using testing::expect_within;
+using testing::Expected;
 using testing::kFp32Unit;
 using testing::round_to_bf16;
 
@@ -134,10 +136,6 @@ Inputs make_inputs(const Conv2dShape& s, uint64_t seed) {
 }
 
 // Exact values and their bounds.
-struct Expected {
-  std::vector<double> value, bound;
-};
-
 double bound_of(double magnitude, int64_t terms) {
   return kHardwareRounding * double(terms + 4) * kFp32Unit * magnitude;
 }
@@ -198,21 +196,6 @@ GradExpected backward_expected(const Conv2dShape& s, const Inputs& in) {
     g.db.bound[size_t(o)] = bound_of(mag, pixels + kSplitTerms + 1);
   }
   return g;
-}
-
-void expect_within(const std::vector<float>& got, const Expected& want, const std::string& what) {
-  ASSERT_EQ(got.size(), want.value.size()) << what;
-  int failures = 0;
-  for (size_t i = 0; i < got.size() && failures < 5; ++i) {
-    if (!std::isfinite(got[i])) {
-      ADD_FAILURE() << what << ": element " << i << " not written (or not finite)";
-      ++failures;
-    } else if (std::abs(got[i] - want.value[i]) > want.bound[i]) {
-      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", expected "
-                    << want.value[i] << " +- " << want.bound[i];
-      ++failures;
-    }
-  }
 }
 
 // ------------------------------------------------------------- running the kernels
@@ -300,10 +283,7 @@ TEST_P(TensorCoreConv, MatchesCpuOnBf16Operands) {
   check_case(GetParam(), 101);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, TensorCoreConv, ::testing::ValuesIn(kCases),
-                         [](const ::testing::TestParamInfo<Case>& i) {
-                           return std::string(i.param.name);
-                         });
+INSTANTIATE_TEST_SUITE_P(Shapes, TensorCoreConv, ::testing::ValuesIn(kCases), testing::ParamName());
 
 // Fixed tiling and split order, no atomics: repeated runs agree bitwise (the
 // emulator runs blocks on several workers in no fixed order).
@@ -342,9 +322,7 @@ TEST_P(TensorCoreConvGpu, MatchesCpuOnBf16Operands) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Cifar, TensorCoreConvGpu, ::testing::ValuesIn(kGpuCases),
-                         [](const ::testing::TestParamInfo<Case>& i) {
-                           return std::string(i.param.name);
-                         });
+                         testing::ParamName());
 #endif
 
 }  // namespace

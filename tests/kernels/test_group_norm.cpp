@@ -20,6 +20,8 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/group_norm.h"
 #include "kernels/group_norm.cuh"
+#include "tests/kernels/bf16_host.h"
+#include "tests/kernels/group_norm_run.h"
 #include "tests/kernels/kernel_test_util.h"
 #include "tests/op_harness.h"
 
@@ -28,36 +30,16 @@ namespace {
 
 using kernels::GroupNormShape;
 using testing::DeviceArray;
+using testing::expect_within;
 using testing::OpRun;
 
 constexpr double kU = 5.96e-8;  // unit roundoff of fp32, 2^-24
 constexpr float kEps = 1e-5f;
 
-struct Case {
-  int64_t n, h, w, c, g;
-  bool affine, silu, bias;
-  double offset = 0;  // added to every x: a mean far from zero
-
-  int64_t pixels() const { return h * w; }
-  size_t numel() const { return size_t(n * h * w * c); }
-  GroupNormShape shape() const { return {n, h * w, c, g}; }
-};
-
-std::string case_name(const Case& k);
-
-// gtest prints a failing case's parameter with this.
-void PrintTo(const Case& k, std::ostream* os) {
-  *os << case_name(k);
-}
+using Case = testing::GroupNormTestCase;
 
 std::string case_name(const Case& k) {
-  std::string s = "n" + std::to_string(k.n) + "_" + std::to_string(k.h) + "x" +
-                  std::to_string(k.w) + "_c" + std::to_string(k.c) + "_g" + std::to_string(k.g);
-  if (k.affine) s += "_affine";
-  if (k.silu) s += "_silu";
-  if (k.bias) s += "_bias";
-  if (k.offset != 0) s += "_offset" + std::to_string(int(k.offset));
-  return s;
+  return k.name();
 }
 
 // ------------------------------------------------------------- inputs, oracle
@@ -296,92 +278,29 @@ void add_to(std::vector<double>& a, const std::vector<double>& b) {
   for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
 }
 
-// |got - want| <= tol elementwise, every element finite (a NaN left from the
-// poison means an output was never written). Also records the worst ratio.
-void expect_within(const std::vector<float>& got, const std::vector<double>& want,
-                   const std::vector<double>& tol, const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  ASSERT_EQ(tol.size(), want.size()) << what;
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(got[i]))
-        << what << ": element " << i << " not written (or not finite)";
-    ASSERT_NEAR(got[i], want[i], tol[i]) << what << ": element " << i;
-    worst = std::max(worst, std::abs(got[i] - want[i]) / tol[i]);
-  }
-  ::testing::Test::RecordProperty(what + "_worst_error_over_tolerance", std::to_string(worst));
-}
-
 // ------------------------------------------------------------- the kernels
 
-// A float array on the device starting `offset` floats into its allocation
-// (offset 1 breaks 16-byte alignment: the scalar path). Empty host data gives
-// a null pointer; without data the array is poisoned (0xFF: NaN).
-class DeviceFloats {
- public:
-  DeviceFloats(size_t n, size_t offset) : mem_(n ? n + offset : 0), offset_(offset), n_(n) {}
-  DeviceFloats(const std::vector<float>& host, size_t offset) : DeviceFloats(host.size(), offset) {
-    if (n_ == 0) return;
-    std::vector<float> padded(offset_, 0.5f);
-    padded.insert(padded.end(), host.begin(), host.end());
-    mem_.upload(padded);
-  }
-  float* get() const { return n_ ? mem_.get() + offset_ : nullptr; }
-  std::vector<float> download() const {
-    if (n_ == 0) return {};
-    const std::vector<float> all = mem_.download();
-    return {all.begin() + std::ptrdiff_t(offset_), all.end()};
-  }
+// A float array `offset` floats into a poisoned allocation (offset 1: the
+// scalar path); empty data gives a null pointer.
+using DeviceFloats = testing::DeviceF32;
 
- private:
-  DeviceArray<float> mem_;
-  size_t offset_, n_;
-};
+using KernelResults = testing::GroupNormResults;
+using RunOptions = testing::GroupNormRunOptions;
 
-struct KernelResults {
-  std::vector<float> y, mean, rstd, dx, dbias, dgamma, dbeta;
-};
-
-struct RunOptions {
-  size_t offset = 0;  // floats: x, y, dy, dx start this far into their allocations
-  bool accumulate = false;
-  bool want_dx = true, want_dbias = true, want_dparams = true;
-};
-
-// Forward, then backward on the forward's own mean and rstd. dx and dbias are
-// poisoned (overwrite) or hold in.dx0 / in.dbias0 (accumulate); dgamma and
-// dbeta always start at in.dparam0 (they always accumulate).
+// Forward, then backward on the forward's own mean and rstd (group_norm_run.h).
 KernelResults run_kernels(const Case& k, const Inputs& in, const RunOptions& o) {
   const GroupNormShape s = k.shape();
-  DeviceFloats x(in.x, o.offset), dy(in.dy, o.offset), y(k.numel(), o.offset);
-  DeviceFloats bias(in.bias, 0), gamma(in.gamma, 0), beta(in.beta, 0);
-  DeviceFloats mean(size_t(k.n * k.g), 0), rstd(size_t(k.n * k.g), 0);
-  DeviceArray<unsigned char> work(kernels::group_norm_workspace_bytes(s));
-  kernels::group_norm_forward(x.get(), bias.get(), gamma.get(), beta.get(), y.get(), mean.get(),
-                              rstd.get(), s, kEps, k.silu, work.get(), nullptr);
-  KernelResults r;
-  r.y = y.download();
-  r.mean = mean.download();
-  r.rstd = rstd.download();
-
-  const std::vector<float> none;
-  const size_t dx_n = o.want_dx ? k.numel() : 0;
-  const size_t dbias_n = o.want_dbias && k.bias ? size_t(k.n * k.c) : 0;
-  auto dx = o.accumulate && o.want_dx ? std::make_unique<DeviceFloats>(in.dx0, o.offset)
-                                      : std::make_unique<DeviceFloats>(dx_n, o.offset);
-  auto dbias = o.accumulate && dbias_n ? std::make_unique<DeviceFloats>(in.dbias0, 0)
-                                       : std::make_unique<DeviceFloats>(dbias_n, 0);
-  DeviceFloats dgamma(o.want_dparams ? in.dparam0 : none, 0);
-  DeviceFloats dbeta(o.want_dparams ? in.dparam0 : none, 0);
-  work.poison();
-  kernels::group_norm_backward(x.get(), bias.get(), gamma.get(), beta.get(), mean.get(), rstd.get(),
-                               dy.get(), dx->get(), dbias->get(), dgamma.get(), dbeta.get(), s,
-                               k.silu, o.accumulate, o.accumulate, work.get(), nullptr);
-  r.dx = dx->download();
-  r.dbias = dbias->download();
-  r.dgamma = dgamma.download();
-  r.dbeta = dbeta.download();
-  return r;
+  return testing::run_group_norm<DeviceFloats, DeviceFloats>(
+      k, in, o, kernels::group_norm_workspace_bytes(s),
+      [&](auto x, auto bias, auto gamma, auto beta, auto y, auto mean, auto rstd, auto work) {
+        kernels::group_norm_forward(x, bias, gamma, beta, y, mean, rstd, s, kEps, k.silu, work,
+                                    nullptr);
+      },
+      [&](auto x, auto bias, auto gamma, auto beta, auto mean, auto rstd, auto dy, auto dx,
+          auto dbias, auto dgamma, auto dbeta, auto work) {
+        kernels::group_norm_backward(x, bias, gamma, beta, mean, rstd, dy, dx, dbias, dgamma, dbeta,
+                                     s, k.silu, o.accumulate, o.accumulate, work, nullptr);
+      });
 }
 
 // want + prior (the gradient buffer's prior contents), and the tolerance

@@ -36,6 +36,7 @@
 
 #include "kernels/group_norm_bf16.cuh"
 #include "tests/kernels/bf16_host.h"
+#include "tests/kernels/group_norm_run.h"
 #include "tests/kernels/kernel_test_util.h"
 
 namespace ddpm::testing {
@@ -45,24 +46,7 @@ using kernels::GroupNormShape;
 
 constexpr float kEps = 1e-5f;
 
-struct Case {
-  int64_t n, h, w, c, g;
-  bool affine, silu, bias;
-  double offset = 0;  // added to every x: a mean far from zero
-
-  int64_t pixels() const { return h * w; }
-  size_t numel() const { return size_t(n * h * w * c); }
-  GroupNormShape shape() const { return {n, h * w, c, g}; }
-  std::string name() const {
-    std::string s = "n" + std::to_string(n) + "_" + std::to_string(h) + "x" + std::to_string(w) +
-                    "_c" + std::to_string(c) + "_g" + std::to_string(g);
-    if (affine) s += "_affine";
-    if (silu) s += "_silu";
-    if (bias) s += "_bias";
-    if (offset != 0) s += "_offset" + std::to_string(int(offset));
-    return s;
-  }
-};
+using Case = GroupNormTestCase;
 
 struct Inputs {
   std::vector<float> x, bias, gamma, beta, dy, dx0, dbias0, dparam0;
@@ -226,48 +210,24 @@ void add_prior(std::vector<double>& want, std::vector<double>& tol,
 
 // ------------------------------------------------------------- the kernels
 
-struct Got {
-  std::vector<float> y, mean, rstd, dx, dbias, dgamma, dbeta;
-};
+using Got = GroupNormResults;
+using RunOptions = GroupNormRunOptions;
 
-struct RunOptions {
-  size_t offset = 0;  // elements: x, y, dy, dx start this far into their allocations
-  bool accumulate = false;
-  bool want_dx = true, want_dbias = true, want_dparams = true;
-};
-
+// Forward, then backward on the forward's own mean and rstd (group_norm_run.h).
 Got run_kernels(const Case& k, const Inputs& in, const RunOptions& o) {
   const GroupNormShape s = k.shape();
-  DeviceBf16 x(in.x, o.offset), dy(in.dy, o.offset), y(k.numel(), o.offset);
-  DeviceF32 bias(in.bias, 0), gamma(in.gamma, 0), beta(in.beta, 0);
-  DeviceF32 mean(size_t(k.n * k.g), 0), rstd(size_t(k.n * k.g), 0);
-  DeviceArray<unsigned char> work(kernels::group_norm_bf16_workspace_bytes(s));
-  kernels::group_norm_forward_bf16(x.get(), bias.get(), gamma.get(), beta.get(), y.get(),
-                                   mean.get(), rstd.get(), s, kEps, k.silu, work.get(), nullptr);
-  Got r;
-  r.y = y.download();
-  r.mean = mean.download();
-  r.rstd = rstd.download();
-
-  const std::vector<float> none;
-  const size_t dx_n = o.want_dx ? k.numel() : 0;
-  const size_t dbias_n = o.want_dbias && k.bias ? size_t(k.n * k.c) : 0;
-  auto dx = o.accumulate && o.want_dx ? std::make_unique<DeviceBf16>(in.dx0, o.offset)
-                                      : std::make_unique<DeviceBf16>(dx_n, o.offset);
-  auto dbias = o.accumulate && dbias_n ? std::make_unique<DeviceF32>(in.dbias0, 0)
-                                       : std::make_unique<DeviceF32>(dbias_n, 0);
-  DeviceF32 dgamma(o.want_dparams ? in.dparam0 : none, 0);
-  DeviceF32 dbeta(o.want_dparams ? in.dparam0 : none, 0);
-  work.poison();
-  kernels::group_norm_backward_bf16(x.get(), bias.get(), gamma.get(), beta.get(), mean.get(),
-                                    rstd.get(), dy.get(), dx->get(), dbias->get(), dgamma.get(),
-                                    dbeta.get(), s, k.silu, o.accumulate, o.accumulate, work.get(),
-                                    nullptr);
-  r.dx = dx->download();
-  r.dbias = dbias->download();
-  r.dgamma = dgamma.download();
-  r.dbeta = dbeta.download();
-  return r;
+  return run_group_norm<DeviceBf16, DeviceF32>(
+      k, in, o, kernels::group_norm_bf16_workspace_bytes(s),
+      [&](auto x, auto bias, auto gamma, auto beta, auto y, auto mean, auto rstd, auto work) {
+        kernels::group_norm_forward_bf16(x, bias, gamma, beta, y, mean, rstd, s, kEps, k.silu, work,
+                                         nullptr);
+      },
+      [&](auto x, auto bias, auto gamma, auto beta, auto mean, auto rstd, auto dy, auto dx,
+          auto dbias, auto dgamma, auto dbeta, auto work) {
+        kernels::group_norm_backward_bf16(x, bias, gamma, beta, mean, rstd, dy, dx, dbias, dgamma,
+                                          dbeta, s, k.silu, o.accumulate, o.accumulate, work,
+                                          nullptr);
+      });
 }
 
 void check_case(const Case& k, const RunOptions& o, uint64_t seed) {
