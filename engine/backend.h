@@ -83,6 +83,12 @@ class Backend {
       copy_from_host(t.data, &one32, sizeof one32);
   }
 
+  // dst = src rounded to dst's dtype (nearest even), both `n` elements of
+  // this device's memory: the bf16 copy of fp32 master weights. This
+  // default goes through the host (with a synchronisation); a device backend
+  // overrides it with a kernel in stream order.
+  virtual void convert(const Tensor& src, const Tensor& dst);
+
   virtual void forward(const Node& node, const ForwardArgs& args) = 0;
   virtual void backward(const Node& node, const BackwardArgs& args) = 0;
 };

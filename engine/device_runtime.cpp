@@ -43,3 +43,36 @@ DeviceRuntime make_device_runtime(const std::string& name, std::ostream& log,
 }
 
 }  // namespace ddpm
+
+namespace ddpm {
+
+std::string resolve_precision(const std::string& requested, const DeviceRuntime& runtime,
+                              std::string* why) {
+  std::string chosen, reason;
+  if (requested == "fp32") {
+    chosen = "fp32";
+    reason = "requested";
+  } else if (requested == "bf16") {
+    if (runtime.device != Device::cuda)
+      throw std::invalid_argument("--precision bf16 needs a CUDA device; the " +
+                                  runtime.description +
+                                  " backend computes in fp32 (use --precision fp32 or auto)");
+    chosen = "bf16";
+    reason = runtime.bf16_tensor_cores ? "requested"
+                                       : "requested; this GPU has no bf16 tensor cores "
+                                         "(compute capability < 8.0), so it runs slowly";
+  } else if (requested == "auto") {
+    chosen = runtime.bf16_tensor_cores ? "bf16" : "fp32";
+    reason = runtime.bf16_tensor_cores
+                 ? "auto: a GPU with bf16 tensor cores"
+                 : (runtime.device == Device::cuda ? "auto: this GPU has no bf16 tensor cores"
+                                                   : "auto: the CPU computes in fp32");
+  } else {
+    throw std::invalid_argument("--precision: \"" + requested +
+                                "\" is not one of auto, bf16, fp32");
+  }
+  if (why) *why = reason;
+  return chosen;
+}
+
+}  // namespace ddpm

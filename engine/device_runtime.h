@@ -33,6 +33,9 @@ struct DeviceRuntimeOptions {
 struct DeviceRuntime {
   Device device = Device::cpu;
   std::string description;  // e.g. "cuda: NVIDIA H200 (sm_90)", "cpu"
+  // Whether bf16 mixed precision runs here on tensor cores (a CUDA device of
+  // compute capability >= 8.0): what `--precision auto` chooses.
+  bool bf16_tensor_cores = false;
   std::unique_ptr<Backend> backend;
   // The training step's implementation for this backend (batch, model and
   // optimizer step; engine/training_step.h); empty on the CPU (the Trainer
@@ -54,5 +57,11 @@ DeviceRuntime make_device_runtime(const std::string& name, std::ostream& log,
 // the runtime's error for the first device query (e.g. "cudaErrorNoDevice:
 // no CUDA-capable device is detected").
 std::string cuda_unavailable_reason();
+
+// `--precision` of the apps: "auto" (bf16 where the runtime has bf16 tensor
+// cores, else fp32), "bf16" (a CUDA device only: an error elsewhere, naming
+// why) or "fp32". Returns "bf16" or "fp32" and says in `why` how it was chosen.
+std::string resolve_precision(const std::string& requested, const DeviceRuntime& runtime,
+                              std::string* why = nullptr);
 
 }  // namespace ddpm

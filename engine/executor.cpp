@@ -4,6 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "engine/checkpoint/half_float.h"
 #include "engine/random.h"
 
 namespace ddpm {
@@ -12,7 +13,17 @@ Executor::Executor(const Graph& graph, Backend& backend, ExecMode mode)
     : graph_(graph), backend_(backend), mode_(mode), plan_(plan_memory(graph, mode)) {
   const size_t elem = dtype_size(graph.dtype);
   const size_t param_bytes = static_cast<size_t>(graph.param_buffer_elements) * elem;
-  const size_t planned = plan_.peak_bytes + param_bytes * (mode == ExecMode::training ? 2 : 1);
+  const size_t copy_bytes =
+      graph.has_parameter_copy()
+          ? static_cast<size_t>(graph.param_buffer_elements) * dtype_size(DType::bf16)
+          : 0;
+  const size_t planned =
+      plan_.peak_bytes + param_bytes * (mode == ExecMode::training ? 2 : 1) + copy_bytes;
+  if (graph.activation_dtype != graph.dtype && backend.device() == Device::cpu)
+    throw std::invalid_argument(std::string("the CPU backend computes in f32 and f64; a graph "
+                                            "with ") +
+                                dtype_name(graph.activation_dtype) +
+                                " activations needs a CUDA device (or --precision fp32)");
   // Said before allocating: a CPU allocation past the memory may succeed
   // (overcommit) and be killed later instead of failing.
   auto too_big = [&](const std::string& cause) {
@@ -33,6 +44,7 @@ Executor::Executor(const Graph& graph, Backend& backend, ExecMode mode)
     arena_ = DeviceBuffer(backend, plan_.peak_bytes);
     params_ = DeviceBuffer(backend, param_bytes);
     if (mode == ExecMode::training) grads_ = DeviceBuffer(backend, params_.bytes());
+    if (copy_bytes) params_copy_ = DeviceBuffer(backend, copy_bytes);
   } catch (const OutOfMemoryError& e) {
     throw too_big(e.what());
   } catch (const std::bad_alloc&) {
@@ -40,6 +52,7 @@ Executor::Executor(const Graph& graph, Backend& backend, ExecMode mode)
   }
   if (grads_.bytes()) backend.fill_zero(grads_.data(), grads_.bytes());
   if (params_.bytes()) backend.fill_zero(params_.data(), params_.bytes());
+  if (params_copy_.bytes()) backend.fill_zero(params_copy_.data(), params_copy_.bytes());
 }
 
 void Executor::check_value(ValueId v) const {
@@ -47,18 +60,26 @@ void Executor::check_value(ValueId v) const {
     throw std::out_of_range("executor: no value with id " + std::to_string(v));
 }
 
-Tensor Executor::view(ValueId v, void* base, int64_t byte_offset) const {
+Tensor Executor::view(ValueId v, void* base, int64_t byte_offset, DType dtype) const {
   const Value& val = graph_.values[static_cast<size_t>(v)];
-  return Tensor{static_cast<char*>(base) + byte_offset, val.shape, graph_.dtype, backend_.device()};
+  return Tensor{static_cast<char*>(base) + byte_offset, val.shape, dtype, backend_.device()};
+}
+
+Tensor Executor::master(ValueId v) const {
+  const Value& val = graph_.values[static_cast<size_t>(v)];
+  return view(v, params_.data(), val.param_offset * static_cast<int64_t>(dtype_size(graph_.dtype)),
+              graph_.dtype);
 }
 
 Tensor Executor::value(ValueId v) const {
   check_value(v);
   const Value& val = graph_.values[static_cast<size_t>(v)];
-  if (val.kind == ValueKind::parameter)
-    return view(v, params_.data(),
-                val.param_offset * static_cast<int64_t>(dtype_size(graph_.dtype)));
-  return view(v, arena_.data(), plan_.value_offset[static_cast<size_t>(v)]);
+  if (val.kind == ValueKind::parameter) {
+    if (val.dtype == graph_.dtype) return master(v);
+    return view(v, params_copy_.data(),
+                val.param_offset * static_cast<int64_t>(dtype_size(val.dtype)), val.dtype);
+  }
+  return view(v, arena_.data(), plan_.value_offset[static_cast<size_t>(v)], val.dtype);
 }
 
 Tensor Executor::grad(ValueId v) const {
@@ -67,11 +88,11 @@ Tensor Executor::grad(ValueId v) const {
     throw std::logic_error("executor: gradients exist only in training mode");
   const Value& val = graph_.values[static_cast<size_t>(v)];
   if (val.kind == ValueKind::parameter && val.requires_grad)
-    return view(v, grads_.data(),
-                val.param_offset * static_cast<int64_t>(dtype_size(graph_.dtype)));
+    return view(v, grads_.data(), val.param_offset * static_cast<int64_t>(dtype_size(graph_.dtype)),
+                graph_.dtype);
   if (plan_.grad_offset[static_cast<size_t>(v)] < 0)
     throw std::logic_error("executor: value '" + val.name + "' has no gradient");
-  return view(v, arena_.data(), plan_.grad_offset[static_cast<size_t>(v)]);
+  return view(v, arena_.data(), plan_.grad_offset[static_cast<size_t>(v)], val.dtype);
 }
 
 Tensor Executor::parameters() const {
@@ -84,6 +105,15 @@ Tensor Executor::gradients() const {
     throw std::logic_error("executor: gradients exist only in training mode");
   return Tensor{grads_.data(), Shape{graph_.param_buffer_elements}, graph_.dtype,
                 backend_.device()};
+}
+
+Tensor Executor::parameter_copy() const {
+  return Tensor{params_copy_.data(), Shape{graph_.param_buffer_elements}, DType::bf16,
+                backend_.device()};
+}
+
+void Executor::refresh_parameter_copy() {
+  if (params_copy_.data()) backend_.convert(parameters(), parameter_copy());
 }
 
 void Executor::init_parameters(uint64_t seed) {
@@ -100,6 +130,21 @@ void Executor::init_parameters(uint64_t seed) {
   }
 }
 
+void Executor::write_host(const Tensor& t, const std::vector<double>& data) const {
+  if (t.dtype == DType::f32) {
+    const std::vector<float> f(data.begin(), data.end());
+    backend_.copy_from_host(t.data, f.data(), t.bytes());
+  } else if (t.dtype == DType::f64) {
+    backend_.copy_from_host(t.data, data.data(), t.bytes());
+  } else if (t.dtype == DType::bf16) {
+    std::vector<uint16_t> h(data.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_bf16_bits(static_cast<float>(data[i]));
+    backend_.copy_from_host(t.data, h.data(), t.bytes());
+  } else {
+    throw std::logic_error(std::string("executor: cannot write ") + dtype_name(t.dtype));
+  }
+}
+
 template <typename T>
 void Executor::write(ValueId v, const std::vector<T>& data) {
   const Tensor t = value(v);
@@ -107,15 +152,14 @@ void Executor::write(ValueId v, const std::vector<T>& data) {
     throw std::invalid_argument("executor: writing " + std::to_string(data.size()) +
                                 " numbers into '" + graph_.values[static_cast<size_t>(v)].name +
                                 "' of shape " + t.shape.str());
-  if (t.dtype == DType::f32) {
-    const std::vector<float> f(data.begin(), data.end());
-    backend_.copy_from_host(t.data, f.data(), t.bytes());
-  } else if (t.dtype == DType::f64) {
-    const std::vector<double> d(data.begin(), data.end());
-    backend_.copy_from_host(t.data, d.data(), t.bytes());
-  } else {
-    throw std::logic_error("executor: write supports f32 and f64 graphs");
-  }
+  // Through float first in an f32 graph, so a double reaches a bf16 copy as
+  // the master's float rounded once more (what refresh_parameter_copy gives).
+  std::vector<double> d(data.size());
+  for (size_t i = 0; i < d.size(); ++i)
+    d[i] = graph_.dtype == DType::f32 ? double(float(data[i])) : double(data[i]);
+  if (graph_.values[static_cast<size_t>(v)].kind == ValueKind::parameter && t.dtype != graph_.dtype)
+    write_host(master(v), d);
+  write_host(t, d);
 }
 
 template <typename T>
@@ -131,7 +175,14 @@ std::vector<T> Executor::read(const Tensor& t) const {
     backend_.copy_to_host(d.data(), t.data, t.bytes());
     return std::vector<T>(d.begin(), d.end());
   }
-  throw std::logic_error("executor: read supports f32 and f64 graphs");
+  if (t.dtype == DType::bf16) {
+    std::vector<uint16_t> h(n);
+    backend_.copy_to_host(h.data(), t.data, t.bytes());
+    std::vector<T> out(n);
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(bf16_bits_to_f32(h[i]));
+    return out;
+  }
+  throw std::logic_error(std::string("executor: cannot read ") + dtype_name(t.dtype));
 }
 
 template void Executor::write(ValueId, const std::vector<float>&);
@@ -197,20 +248,18 @@ void Executor::backward(const RunContext& ctx_in, bool accumulate_param_grads) {
     for (size_t s = 0; s < n.inputs.size(); ++s) {
       const ValueId v = n.inputs[s];
       const bool saved = n.signature.saved_inputs & bit(static_cast<int>(s));
-      ins.push_back(saved ? value(v)
-                          : Tensor{nullptr, graph_.values[static_cast<size_t>(v)].shape,
-                                   graph_.dtype, backend_.device()});
+      const Value& val = graph_.values[static_cast<size_t>(v)];
+      ins.push_back(saved ? value(v) : Tensor{nullptr, val.shape, val.dtype, backend_.device()});
       gins.push_back(a.needs_grad[static_cast<size_t>(v)] ? GradTensor{grad(v), a.accumulate[i][s]}
                                                           : GradTensor{});
     }
     for (size_t s = 0; s < n.outputs.size(); ++s) {
       const ValueId v = n.outputs[s];
       const bool saved = n.signature.saved_outputs & bit(static_cast<int>(s));
-      const Shape& shape = graph_.values[static_cast<size_t>(v)].shape;
-      outs.push_back(saved ? value(v) : Tensor{nullptr, shape, graph_.dtype, backend_.device()});
-      gouts.push_back(a.needs_grad[static_cast<size_t>(v)]
-                          ? grad(v)
-                          : Tensor{nullptr, shape, graph_.dtype, backend_.device()});
+      const Value& val = graph_.values[static_cast<size_t>(v)];
+      const Tensor undefined{nullptr, val.shape, val.dtype, backend_.device()};
+      outs.push_back(saved ? value(v) : undefined);
+      gouts.push_back(a.needs_grad[static_cast<size_t>(v)] ? grad(v) : undefined);
     }
     backend_.backward(n, BackwardArgs{ins, outs, gouts, gins, ctx});
     if (check_numerics_)

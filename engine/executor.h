@@ -39,9 +39,18 @@ class Executor {
   // only until the next forward.
   Tensor grad(ValueId v) const;
   Tensor grad(const std::string& name) const { return grad(graph_.find(name)); }
-  // The flat buffers, [param_buffer_elements] each.
+  // The flat buffers, [param_buffer_elements] each, in the graph's dtype
+  // (fp32 master weights in a mixed-precision graph).
   Tensor parameters() const;
   Tensor gradients() const;
+  // A mixed-precision graph's bf16 copy of the parameter buffer (same
+  // offsets), where its bf16 ops read their weights; undefined (data null)
+  // when the graph has none. It must follow the master: write() and
+  // init_parameters() update it, a caller writing parameters() directly
+  // calls refresh_parameter_copy() after, and the CUDA optimizer writes it
+  // in its update.
+  Tensor parameter_copy() const;
+  void refresh_parameter_copy();
 
   // Fills parameters from their ParamInit, each drawn from its own Philox
   // stream keyed on (seed, parameter index), so the result does not depend on
@@ -60,14 +69,19 @@ class Executor {
   // d loss = 1 and runs every backward rule. Training mode only.
   void backward(const RunContext& ctx, bool accumulate_param_grads = false);
 
-  // Host conveniences: copies converted to and from the graph's dtype.
+  // Host conveniences: copies converted to and from the value's dtype
+  // (bf16 rounded to nearest even). Writing a parameter writes its master
+  // and its bf16 copy.
   template <typename T>
   void write(ValueId v, const std::vector<T>& data);
   template <typename T = float>
   std::vector<T> read(const Tensor& t) const;
 
  private:
-  Tensor view(ValueId v, void* base, int64_t byte_offset) const;
+  Tensor view(ValueId v, void* base, int64_t byte_offset, DType dtype) const;
+  // A parameter's master view (Graph::dtype), whatever its compute dtype.
+  Tensor master(ValueId v) const;
+  void write_host(const Tensor& t, const std::vector<double>& data) const;
   void check_value(ValueId v) const;
   // Throws NumericsError for the first non-finite element of `t`; `what`
   // says whose value it is.
@@ -77,7 +91,7 @@ class Executor {
   Backend& backend_;
   ExecMode mode_;
   MemoryPlan plan_;
-  DeviceBuffer arena_, params_, grads_;
+  DeviceBuffer arena_, params_, grads_, params_copy_;
   bool check_numerics_ = false;
 };
 

@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
+#include <variant>
 
 namespace ddpm {
 
@@ -24,6 +26,12 @@ std::vector<ValueId> Graph::parameters() const {
   return out;
 }
 
+bool Graph::has_parameter_copy() const {
+  for (const Value& v : values)
+    if (v.kind == ValueKind::parameter && v.dtype != dtype) return true;
+  return false;
+}
+
 std::vector<ValueId> Graph::inputs() const {
   std::vector<ValueId> out;
   for (ValueId i = 0; i < static_cast<ValueId>(values.size()); ++i)
@@ -31,8 +39,15 @@ std::vector<ValueId> Graph::inputs() const {
   return out;
 }
 
-GraphBuilder::GraphBuilder(DType dtype) {
+GraphBuilder::GraphBuilder(DType dtype) : GraphBuilder(dtype, dtype) {}
+
+GraphBuilder::GraphBuilder(DType dtype, DType activations) {
+  if (activations != dtype && !(dtype == DType::f32 && activations == DType::bf16))
+    throw std::invalid_argument(std::string("graph: activations in ") + dtype_name(activations) +
+                                " with " + dtype_name(dtype) +
+                                " parameters; expected the same dtype, or bf16 with f32");
   g_.dtype = dtype;
+  g_.activation_dtype = activations;
 }
 
 ValueId GraphBuilder::new_value(const std::string& name, Shape shape, ValueKind kind) {
@@ -48,9 +63,16 @@ ValueId GraphBuilder::new_value(const std::string& name, Shape shape, ValueKind 
   return id;
 }
 
-ValueId GraphBuilder::input(const std::string& name, Shape shape, bool requires_grad) {
+ValueId GraphBuilder::input(const std::string& name, Shape shape, bool requires_grad,
+                            std::optional<DType> dtype) {
+  const DType t = dtype.value_or(g_.activation_dtype);
+  if (t != g_.dtype && t != g_.activation_dtype)
+    throw std::invalid_argument("graph: input '" + name + "' in " + dtype_name(t) +
+                                "; this graph's values are " + dtype_name(g_.dtype) + " or " +
+                                dtype_name(g_.activation_dtype));
   ValueId id = new_value(name, shape, ValueKind::input);
   g_.values[static_cast<size_t>(id)].requires_grad = requires_grad;
+  g_.values[static_cast<size_t>(id)].dtype = t;
   return id;
 }
 
@@ -68,6 +90,7 @@ ValueId GraphBuilder::parameter_at(const std::string& name, Shape shape, ParamIn
   v.requires_grad = trainable;
   v.init = init;
   v.param_offset = offset;
+  v.dtype = g_.dtype;
   g_.num_parameters += shape.numel();
   return id;
 }
@@ -83,6 +106,84 @@ const Shape& GraphBuilder::shape(ValueId v) const {
   return g_.values[static_cast<size_t>(v)].shape;
 }
 
+DType GraphBuilder::dtype(ValueId v) const {
+  shape(v);
+  return g_.values[static_cast<size_t>(v)].dtype;
+}
+
+std::vector<DType> GraphBuilder::output_dtypes(const std::string& name, const OpParams& params,
+                                               const std::vector<ValueId>& inputs, size_t outputs) {
+  const DType master = g_.dtype;
+  if (g_.activation_dtype == master) return std::vector<DType>(outputs, master);
+
+  auto fail = [&](const std::string& what) {
+    throw std::invalid_argument("node '" + name + "' (" + op_name(params) + "): " + what);
+  };
+  auto expect = [&](size_t slot, DType want, const char* role) {
+    const Value& v = g_.values[static_cast<size_t>(inputs[slot])];
+    if (v.kind == ValueKind::parameter) return;  // compute dtype set below or master
+    if (v.dtype != want)
+      fail(std::string(role) + " '" + v.name + "' is " + dtype_name(v.dtype) + ", expected " +
+           dtype_name(want));
+  };
+  // A weight read by an op computing in `x`: its compute dtype is x's.
+  auto weight = [&](size_t slot, DType x) {
+    Value& v = g_.values[static_cast<size_t>(inputs[slot])];
+    if (v.kind != ValueKind::parameter) {
+      expect(slot, x, "weight");
+      return;
+    }
+    if (v.dtype == x) return;
+    if (x == master || !v.consumers.empty())
+      fail("parameter '" + v.name + "' would be read in both " + dtype_name(v.dtype) + " and " +
+           dtype_name(x) + " (a weight shared by ops of different precision)");
+    v.dtype = x;
+  };
+  auto master_param = [&](size_t slot, const char* role) {
+    const Value& v = g_.values[static_cast<size_t>(inputs[slot])];
+    if (v.dtype != master)
+      fail(std::string(role) + " '" + v.name + "' is " + dtype_name(v.dtype) + ", expected " +
+           dtype_name(master));
+  };
+
+  const DType x = inputs.empty() ? master : g_.values[static_cast<size_t>(inputs[0])].dtype;
+  std::vector<DType> out(outputs, master);
+  out[0] = x;
+  std::visit(
+      [&](const auto& p) {
+        using P = std::decay_t<decltype(p)>;
+        if constexpr (std::is_same_v<P, Conv2dParams>) {
+          weight(1, x);
+          if (p.bias) master_param(2, "bias");
+          if (p.residual) expect(inputs.size() - 1, x, "residual");
+        } else if constexpr (std::is_same_v<P, LinearParams>) {
+          for (int64_t i = 0; i < p.weight_parts; ++i) weight(linear_weight_slot(p, i), x);
+          if (p.bias)
+            for (int64_t i = 0; i < p.weight_parts; ++i)
+              master_param(linear_bias_slot(p, i), "bias");
+          if (p.residual) expect(inputs.size() - 1, x, "residual");
+        } else if constexpr (std::is_same_v<P, GroupNormParams>) {
+          if (p.affine) {
+            master_param(1, "weight");
+            master_param(2, "bias");
+          }
+          // The time-embedding add is an fp32 [N, C] (the kernels' contract).
+          if (p.channel_add) expect(group_norm_channel_add_slot(p), master, "channel_add");
+        } else if constexpr (std::is_same_v<P, TimestepEmbeddingParams>) {
+          expect(0, master, "timesteps");
+          out[0] = master;  // the time path computes in fp32
+        } else if constexpr (std::is_same_v<P, MseLossParams>) {
+          expect(1, master, "target");
+          out[0] = master;
+        } else {
+          for (size_t s = 1; s < inputs.size(); ++s) expect(s, x, "input");
+        }
+      },
+      params);
+  if (x != master && x != g_.activation_dtype) fail("unsupported input dtype");
+  return out;
+}
+
 std::vector<ValueId> GraphBuilder::add_node(const std::string& name, OpParams params,
                                             std::vector<ValueId> inputs) {
   std::vector<Shape> shapes;
@@ -95,6 +196,8 @@ std::vector<ValueId> GraphBuilder::add_node(const std::string& name, OpParams pa
   } catch (const ShapeError& e) {
     throw ShapeError("node '" + name + "': " + e.what());
   }
+  const std::vector<DType> dtypes =
+      output_dtypes(name, n.params, inputs, n.signature.outputs.size());
   const int index = static_cast<int>(g_.nodes.size());
   for (size_t s = 0; s < inputs.size(); ++s)
     g_.values[static_cast<size_t>(inputs[s])].consumers.push_back({index, static_cast<int>(s)});
@@ -103,6 +206,7 @@ std::vector<ValueId> GraphBuilder::add_node(const std::string& name, OpParams pa
     ValueId id = new_value(out_name, n.signature.outputs[s], ValueKind::activation);
     g_.values[static_cast<size_t>(id)].producer = index;
     g_.values[static_cast<size_t>(id)].producer_slot = static_cast<int>(s);
+    g_.values[static_cast<size_t>(id)].dtype = dtypes[s];
     n.outputs.push_back(id);
   }
   n.inputs = std::move(inputs);

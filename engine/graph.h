@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -43,7 +44,12 @@ struct Value {
   std::vector<Consumer> consumers;
   bool requires_grad = false;  // leaves only: parameters (trainable) and chosen inputs
   bool is_output = false;      // kept alive to the end of a run so the caller can read it
-  int64_t param_offset = -1;   // element offset in the flat parameter buffer
+  // The element type the ops see: activations and inputs are stored in it
+  // (so are their gradients); a parameter's is its compute type, the
+  // master copy and its gradient being Graph::dtype (a conv or linear
+  // weight read by a bf16 op is bf16 here, a copy of the fp32 master).
+  DType dtype = DType::f32;
+  int64_t param_offset = -1;  // element offset in the flat parameter buffer
   ParamInit init;
 };
 
@@ -56,7 +62,11 @@ struct Node {
 };
 
 struct Graph {
-  DType dtype = DType::f32;
+  DType dtype = DType::f32;             // parameters (master weights), their gradients
+  DType activation_dtype = DType::f32;  // what GraphBuilder::input defaults to for images
+  // Whether some parameter is read in another dtype than its master (the
+  // executor then keeps a copy of the parameter buffer in bf16).
+  bool has_parameter_copy() const;
   std::vector<Value> values;
   std::vector<Node> nodes;
   ValueId loss = -1;
@@ -74,9 +84,20 @@ struct Graph {
 
 class GraphBuilder {
  public:
+  // dtype: parameters, their gradients, and every value of an f32/f64
+  // graph. activations = bf16 (with dtype f32) makes a mixed-precision graph:
+  // an op's outputs take its first input's dtype, so bf16 flows from the
+  // inputs created in it through convolutions, norms, attention and the
+  // linear layers they feed, while values computed from f32 inputs (the
+  // timestep embedding and its MLP) stay f32; the statistics outputs
+  // (GroupNorm's mean/rstd, attention's log-sum-exp) and the loss are f32.
   explicit GraphBuilder(DType dtype = DType::f32);
+  GraphBuilder(DType dtype, DType activations);
 
-  ValueId input(const std::string& name, Shape shape, bool requires_grad = false);
+  // dtype: the graph's activation dtype when absent (images), else as given
+  // (Graph::dtype for timesteps and targets).
+  ValueId input(const std::string& name, Shape shape, bool requires_grad = false,
+                std::optional<DType> dtype = std::nullopt);
   ValueId parameter(const std::string& name, Shape shape, ParamInit init, bool trainable = true);
   // Adds a node; checks shapes (errors name the node) and returns its outputs.
   std::vector<ValueId> add_node(const std::string& name, OpParams params,
@@ -119,6 +140,8 @@ class GraphBuilder {
   void mark_output(ValueId v);
   void set_loss(ValueId v);
   const Shape& shape(ValueId v) const;
+  DType dtype(ValueId v) const;
+  DType activation_dtype() const { return g_.activation_dtype; }
   const Graph& graph() const { return g_; }
   Graph finish();
 
@@ -126,6 +149,11 @@ class GraphBuilder {
   ValueId new_value(const std::string& name, Shape shape, ValueKind kind);
   // The next aligned run of `elements` in the flat parameter buffer.
   int64_t reserve_parameters(int64_t elements);
+  // Each of the `outputs` outputs' dtype (see the constructor), checking that the inputs'
+  // dtypes fit the op; sets the compute dtype of the weights a bf16 conv or
+  // linear reads. Errors name the node.
+  std::vector<DType> output_dtypes(const std::string& name, const OpParams& params,
+                                   const std::vector<ValueId>& inputs, size_t outputs);
   ValueId parameter_at(const std::string& name, Shape shape, ParamInit init, bool trainable,
                        int64_t offset);
 

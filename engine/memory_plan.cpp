@@ -54,7 +54,6 @@ bool elidable(const Graph& g, const Node& node, ExecMode mode) {
 MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
   const int nn = static_cast<int>(g.nodes.size());
   const size_t nv = g.values.size();
-  const size_t elem = dtype_size(g.dtype);
   MemoryPlan plan;
   plan.mode = mode;
   plan.value_offset.assign(nv, -1);
@@ -111,7 +110,7 @@ MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
     if (val.kind == ValueKind::parameter) continue;
     if (storage[v] == v)
       items.push_back({buffer_start[v], buffer_end[v],
-                       align_up(static_cast<size_t>(val.shape.numel()) * elem),
+                       align_up(static_cast<size_t>(val.shape.numel()) * dtype_size(val.dtype)),
                        &plan.value_offset[v]});
     if (!training || !plan.backward.needs_grad[v]) continue;
     // A gradient is born at its first contribution (the backward of its last
@@ -122,7 +121,8 @@ MemoryPlan plan_memory(const Graph& g, ExecMode mode) {
       if (plan.backward.runs_backward[static_cast<size_t>(c.node)])
         gstart = std::min(gstart, backward_time(c.node));
     const int gend = val.kind == ValueKind::input ? end : backward_time(val.producer);
-    items.push_back({gstart, gend, align_up(static_cast<size_t>(val.shape.numel()) * elem),
+    items.push_back({gstart, gend,
+                     align_up(static_cast<size_t>(val.shape.numel()) * dtype_size(val.dtype)),
                      &plan.grad_offset[v]});
   }
   for (const Interval& it : items) plan.unshared_bytes += it.bytes;

@@ -153,6 +153,7 @@ void load_unet_weights(const ModelFolder& model, Executor& ex) {
   const Tensor p = ex.parameters();
   if (p.dtype != DType::f32) throw std::logic_error("load_unet_weights: the graph must be f32");
   ex.backend().copy_from_host(p.data, params.data(), p.bytes());
+  ex.refresh_parameter_copy();
 }
 
 void save_pipeline(const fs::path& dir, const UNetConfig& config, const SchedulerConfig& scheduler,

@@ -66,7 +66,10 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
     s.read("ema_min_decay", r.ema_min_decay);
     s.read("random_flip", r.random_flip);
     s.read("seed", r.seed);
+    s.read("precision", r.precision);
     s.reject_unknown("keys");
+    if (r.precision != "fp32" && r.precision != "bf16")
+      s.fail("precision", "\"" + r.precision + "\" is not supported (fp32, bf16)");
     if (r.batch_size < 1) s.fail("batch_size", "must be at least 1");
     if (r.steps < 1) s.fail("steps", "must be at least 1");
     if (!(r.learning_rate > 0)) s.fail("learning_rate", "must be positive");
@@ -109,6 +112,10 @@ TrainConfig parse_train_config(const std::string& text, const std::string& sourc
   return c;
 }
 
+DType activation_dtype(const TrainConfig::Training& t) {
+  return t.precision == "bf16" ? DType::bf16 : DType::f32;
+}
+
 TrainConfig load_train_config(const std::filesystem::path& path) {
   std::ifstream f(path);
   if (!f) throw ConfigError("cannot open training config " + path.string());
@@ -139,7 +146,8 @@ std::string train_config_to_json(const TrainConfig& c) {
                    {"ema_update_after_step", t.ema_update_after_step},
                    {"ema_min_decay", t.ema_min_decay},
                    {"random_flip", t.random_flip},
-                   {"seed", t.seed}};
+                   {"seed", t.seed},
+                   {"precision", t.precision}};
   const auto& l = c.logging;
   j["logging"] = {{"log_every", l.log_every},
                   {"sample_every", l.sample_every},

@@ -8,6 +8,7 @@
 
 #include "engine/ema_schedule.h"
 #include "engine/scheduler.h"
+#include "engine/tensor.h"
 #include "engine/unet_config.h"
 
 namespace ddpm {
@@ -38,6 +39,11 @@ struct TrainConfig {
     double ema_min_decay = 0.0;
     bool random_flip = true;
     uint64_t seed = 0;
+    // "fp32", or "bf16": mixed precision (bf16 activations and activation
+    // gradients, fp32 master weights, gradients, optimizer state and EMA;
+    // UNetBuildOptions::activations), CUDA only. The apps' --precision
+    // resolves "auto" before a Trainer sees it.
+    std::string precision = "fp32";
   } training;
   struct Logging {
     int64_t log_every = 10;
@@ -48,6 +54,9 @@ struct TrainConfig {
     int64_t checkpoint_every = 0;           // 0: only at the end (and on Ctrl-C)
   } logging;
 };
+
+// The activations' dtype of the training section's precision.
+DType activation_dtype(const TrainConfig::Training& t);
 
 // The EMA schedule the training section describes (its warmup name parsed).
 EmaSchedule ema_schedule(const TrainConfig::Training& t);

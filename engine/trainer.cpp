@@ -51,6 +51,7 @@ UNetGraph build_train_graph(const TrainConfig& c) {
   UNetBuildOptions o;
   o.batch = c.training.batch_size;
   o.with_loss = true;
+  o.activations = activation_dtype(c.training);
   return build_unet(c.model, o);
 }
 
@@ -257,6 +258,7 @@ void Trainer::resume(const fs::path& dir) {
   step_impl_->write(Slot::adam_m, buffer("adam_m"));
   step_impl_->write(Slot::adam_v, buffer("adam_v"));
   backend_.copy_from_host(ex_->parameters().data, params.data(), n * sizeof(float));
+  ex_->refresh_parameter_copy();
   step_ = step;
   sampler_ = std::move(sampler);
   data_position_ = position;
@@ -267,10 +269,12 @@ std::vector<float> Trainer::sample_ema(int64_t count, int64_t steps, const std::
                                        uint64_t seed) const {
   UNetBuildOptions o;
   o.batch = count;
+  o.activations = activation_dtype(config_.training);
   const UNetGraph g = build_unet(config_.model, o);
   Executor ex(g.graph, backend_, ExecMode::inference);
   const std::vector<float> ema = step_impl_->read(ParameterUpdater::Slot::ema);
   backend_.copy_from_host(ex.parameters().data, ema.data(), ema.size() * sizeof(float));
+  ex.refresh_parameter_copy();
   SchedulerConfig sc = config_.scheduler;
   sc.kind = kind;
   SamplerOptions so;

@@ -72,6 +72,7 @@ class CpuTrainingStep final : public TrainingStep {
     m.loss = ex_.read(ex_.value(unet_.loss))[0];
     // Norm, clipping, AdamW and EMA where the parameters live.
     m.grad_norm = updater_->step(ex_.parameters(), ex_.gradients(), step);
+    ex_.refresh_parameter_copy();  // a mixed-precision graph's bf16 weights
     done_.push_back(m);
   }
 

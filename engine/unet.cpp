@@ -169,15 +169,20 @@ UNetGraph build_unet(const UNetConfig& config, const UNetBuildOptions& o) {
                       std::to_string(config.block_out_channels.size()) +
                       " levels of downsampling need");
   if (o.batch <= 0) throw ConfigError("batch must be positive");
-  GraphBuilder b(o.dtype);
+  const DType activations = o.activations.value_or(o.dtype);
+  if (activations != o.dtype && !o.fuse)
+    throw ConfigError(std::string("a UNet with ") + dtype_name(activations) +
+                      " activations is built fused only (its time-embedding add is fp32 "
+                      "inside GroupNorm)");
+  GraphBuilder b(o.dtype, activations);
   UNetGraph u;
   u.sample = b.input("sample", Shape{o.batch, h, w, config.in_channels});
-  u.timesteps = b.input("timesteps", Shape{o.batch});
+  u.timesteps = b.input("timesteps", Shape{o.batch}, false, o.dtype);
   UNetBuilder builder(config, b, o.fuse);
   u.prediction = builder.build(u.sample, u.timesteps);
   b.mark_output(u.prediction);
   if (o.with_loss) {
-    u.target = b.input("target", Shape{o.batch, h, w, config.out_channels});
+    u.target = b.input("target", Shape{o.batch, h, w, config.out_channels}, false, o.dtype);
     u.loss = b.mse_loss("loss", u.prediction, u.target);
     b.set_loss(u.loss);
   }

@@ -10,6 +10,7 @@
 // the sum by an output scale factor other than 1, the add stays separate.)
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,11 @@ struct UNetBuildOptions {
   int64_t height = 0, width = 0;  // 0: the config's sample size
   bool with_loss = false;         // add target input and MSE loss
   DType dtype = DType::f32;
+  // bf16 (with dtype f32): mixed precision, as GraphBuilder(dtype, activations)
+  // describes; the sample input and the prediction are bf16, the timesteps,
+  // the target and the loss f32. Needs the fused graph.
+  // Unset: dtype.
+  std::optional<DType> activations;
   // false: one op per diffusers operation (no fused forms), the reference
   // the fused graph is tested against. The values named in UNetGraph and the
   // parameters (names, order, initialisation) are the same either way.

@@ -9,7 +9,10 @@
 // 2k+1, so a thread owns a quad, elements 4q..4q+3 of one image (two blocks),
 // and loads / stores it as one float4 when per_image % 4 == 0 and every
 // pointer is 16-byte aligned (kVector), else element by element (the last
-// quad of an image may be short).
+// quad of an image may be short). noise_update_bf16 is noise_update's kernel
+// with model_out stored as bf16 (widened exactly, so x is bitwise
+// noise_update's on the widened values) and a second, bf16 store of the new x
+// (quad_io.cuh: a bf16 quad is one 8-byte access).
 //
 // Grid: blockIdx.y strides over images (table entries read once per image and
 // block), blockIdx.x * blockDim.x + threadIdx.x over an image's quads; grid.x
@@ -25,6 +28,7 @@
 //   diffusion_mse  read pred, write dpred, + read x0 unless     8 / 12 B
 //                  epsilon (sample skips the noise entirely)
 //   noise_update   read x and model_out, write x (in place)    12 B
+//                  (bf16: model_out 2 B, + 2 B for x_model_input: 12 B)
 //   initial_noise  write x                                      4 B
 // Compute: Philox4x32-10 (10 rounds) per 2 elements plus logf, sqrtf, sinf,
 // cosf: ~70 instructions per element, on the order of the 8-12 B of DRAM
@@ -42,6 +46,7 @@
 #include "kernels/check.cuh"
 #include "kernels/diffusion.cuh"
 #include "kernels/emulation/launch.h"
+#include "kernels/quad_io.cuh"
 #include "kernels/vector_io.cuh"
 
 namespace ddpm::kernels {
@@ -59,24 +64,16 @@ constexpr int64_t kTargetBlocks = 132 * 4, kMaxGridY = 65535;
 
 // ---- quads of one image -------------------------------------------------------------
 
-template <bool kVector>
-__device__ inline void load_quad(const float* __restrict__ p, int count, float v[4]) {
-  if constexpr (kVector) {
-    const float4 f = *reinterpret_cast<const float4*>(p);
-    v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
-  } else {
-    for (int k = 0; k < 4; ++k) v[k] = k < count ? p[k] : 0.0f;
-  }
+// A quad of float or bf16 storage (quad_io.cuh): one access when kVector,
+// else element by element (elements past count read as 0, not written).
+template <bool kVector, class T>
+__device__ inline void load_quad(const T* __restrict__ p, int count, float (&v)[4]) {
+  quad_io::load<kVector>(p, count, v);
 }
 
-template <bool kVector>
-__device__ inline void store_quad(float* __restrict__ p, int count, const float v[4]) {
-  if constexpr (kVector) {
-    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-  } else {
-    for (int k = 0; k < 4; ++k)
-      if (k < count) p[k] = v[k];
-  }
+template <bool kVector, class T>
+__device__ inline void store_quad(T* __restrict__ p, int count, const float (&v)[4]) {
+  quad_io::store<kVector>(p, count, v);
 }
 
 // The normals of elements 4q..4q+3 of `image`.
@@ -185,12 +182,15 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <bool kVector>
+// M: model_out's storage (float, or __nv_bfloat16 widened exactly). When
+// x_model_input is not null, the new x is also stored there as bf16 (the next
+// step's model input).
+template <bool kVector, class M>
 __global__ void __launch_bounds__(kThreads)
     noise_update_kernel(const NoiseUpdateStep* __restrict__ steps,
-                        const SamplingState* __restrict__ state,
-                        const float* __restrict__ model_out, float* __restrict__ x, int64_t batch,
-                        int64_t per_image) {
+                        const SamplingState* __restrict__ state, const M* __restrict__ model_out,
+                        float* __restrict__ x, __nv_bfloat16* __restrict__ x_model_input,
+                        int64_t batch, int64_t per_image) {
   const uint64_t seed = state->seed;
   const uint32_t index = state->step_index, first_image = state->first_image;
   const NoiseUpdateStep k = steps[index];
@@ -215,6 +215,7 @@ __global__ void __launch_bounds__(kThreads)
         y[j] = prev;
       }
       store_quad<kVector>(x + row + e, count, y);
+      if (x_model_input) store_quad<kVector>(x_model_input + row + e, count, y);
     }
   }
 }
@@ -281,6 +282,27 @@ void check_pointer(const char* launcher, const void* p, const char* name) {
 int timestep_threads(int64_t batch) {
   const int64_t threads = batch < kThreads ? ((batch + 31) / 32) * 32 : kThreads;
   return int(threads > 0 ? threads : 32);
+}
+
+template <class M>
+void launch_noise_update(const char* who, const NoiseUpdateStep* steps, const SamplingState* state,
+                         const M* model_out, float* x, __nv_bfloat16* x_model_input, int64_t batch,
+                         int64_t per_image, cudaStream_t stream) {
+  check_shape(who, batch, per_image);
+  if (batch == 0 || per_image == 0) return;
+  for (auto [p, name] : {std::pair<const void*, const char*>{steps, "steps"},
+                         {state, "state"},
+                         {model_out, "model_out"},
+                         {x, "x"}})
+    check_pointer(who, p, name);
+  const dim3 grid = image_grid(batch, per_image);
+  if (per_image % 4 == 0 && all_aligned16(x, model_out, x_model_input))
+    DDPM_LAUNCH((noise_update_kernel<true, M>), grid, kThreads, 0, stream, steps, state, model_out,
+                x, x_model_input, batch, per_image);
+  else
+    DDPM_LAUNCH((noise_update_kernel<false, M>), grid, kThreads, 0, stream, steps, state, model_out,
+                x, x_model_input, batch, per_image);
+  DDPM_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace
@@ -384,21 +406,15 @@ void start_sampling(const NoiseUpdateStep* steps, SamplingState* state, float* t
 
 void noise_update(const NoiseUpdateStep* steps, const SamplingState* state, const float* model_out,
                   float* x, int64_t batch, int64_t per_image, cudaStream_t stream) {
-  check_shape("noise_update", batch, per_image);
-  if (batch == 0 || per_image == 0) return;
-  for (auto [p, name] : {std::pair<const void*, const char*>{steps, "steps"},
-                         {state, "state"},
-                         {model_out, "model_out"},
-                         {x, "x"}})
-    check_pointer("noise_update", p, name);
-  const dim3 grid = image_grid(batch, per_image);
-  if (per_image % 4 == 0 && aligned16(x) && aligned16(model_out))
-    DDPM_LAUNCH(noise_update_kernel<true>, grid, kThreads, 0, stream, steps, state, model_out, x,
-                batch, per_image);
-  else
-    DDPM_LAUNCH(noise_update_kernel<false>, grid, kThreads, 0, stream, steps, state, model_out, x,
-                batch, per_image);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  launch_noise_update("noise_update", steps, state, model_out, x, nullptr, batch, per_image,
+                      stream);
+}
+
+void noise_update_bf16(const NoiseUpdateStep* steps, const SamplingState* state,
+                       const __nv_bfloat16* model_out, float* x, __nv_bfloat16* x_model_input,
+                       int64_t batch, int64_t per_image, cudaStream_t stream) {
+  launch_noise_update("noise_update_bf16", steps, state, model_out, x, x_model_input, batch,
+                      per_image, stream);
 }
 
 void advance_sampling_step(const NoiseUpdateStep* steps, SamplingState* state, float* timesteps,

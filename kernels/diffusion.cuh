@@ -9,6 +9,7 @@
 // read from device memory, so a captured CUDA graph replays correctly.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -83,6 +84,16 @@ void start_sampling(const NoiseUpdateStep* steps, SamplingState* state, float* t
 // k.sigma != 0 (drawn in the kernel, never stored).
 void noise_update(const NoiseUpdateStep* steps, const SamplingState* state, const float* model_out,
                   float* x, int64_t batch, int64_t per_image, cudaStream_t stream);
+
+// noise_update with a bf16 model (issue 11): m = float(model_out[i]) (exact),
+// x (fp32, in place) updated as above, bitwise noise_update's result for the
+// widened model_out; then x_model_input[i] = bf16(new x[i]) (nearest even),
+// the next step's model input, unless x_model_input is null (the last step).
+// 8-byte bf16 quad accesses when per_image % 4 == 0 and every pointer is
+// 16-byte aligned.
+void noise_update_bf16(const NoiseUpdateStep* steps, const SamplingState* state,
+                       const __nv_bfloat16* model_out, float* x, __nv_bfloat16* x_model_input,
+                       int64_t batch, int64_t per_image, cudaStream_t stream);
 
 // Advances state->step_index by one and writes the next step's timestep to
 // timesteps[batch] if there is a next step (index < num_steps); when there is

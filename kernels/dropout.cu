@@ -22,19 +22,26 @@
 //     rounded on its own (__fmul_rn: no contraction into the accumulating
 //     add), so results equal the CPU backend's f32 op bit for bit.
 //   - p == 0 (inference, or no dropout) skips Philox: a copy or an add.
+//   - The bf16 twins are the same kernel with bf16 storage (quad_io.cuh: a
+//     quad is one 8-byte access): the mask and the fp32 product are the fp32
+//     kernel's, the accumulating add is fp32 on the widened prior, and each
+//     output is rounded to bf16 once. So bf16 out = bf16(the fp32 kernel's
+//     out on the widened inputs), bit for bit.
 //
-// Cost per element: 8 B (12 B accumulating) of DRAM traffic; Philox is ten
-// rounds of two 32x32->64 multiplies and a few XORs per 4 elements, ~20
-// integer instructions per element, well under what an H100 issues in the
-// time its DRAM moves 8 B, so the kernel stays memory-bound.
+// Cost per element: 8 B (12 B accumulating) of DRAM traffic (bf16: 4 B, 6 B);
+// Philox is ten rounds of two 32x32->64 multiplies and a few XORs per 4
+// elements, ~20 integer instructions per element, well under what an H100
+// issues in the time its DRAM moves 8 B, so the kernel stays memory-bound.
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
 #include "engine/random.h"
+#include "kernels/bf16_io.cuh"
 #include "kernels/check.cuh"
 #include "kernels/dropout.cuh"
 #include "kernels/emulation/launch.h"
+#include "kernels/quad_io.cuh"
 #include "kernels/vector_io.cuh"
 
 namespace ddpm::kernels {
@@ -71,9 +78,11 @@ __device__ inline float masked(float in, uint32_t bits, const MaskParams& m) {
   }
 }
 
-template <bool kMask, bool kVector>
+// T: the storage of in and out (float, or __nv_bfloat16 for the bf16 twins).
+// The value is computed in float and stored rounded once (bf16; exact for float).
+template <bool kMask, bool kVector, class T>
 __global__ void __launch_bounds__(kThreads)
-    dropout_kernel(const float* __restrict__ in, float* __restrict__ out, int64_t n, MaskParams m,
+    dropout_kernel(const T* __restrict__ in, T* __restrict__ out, int64_t n, MaskParams m,
                    bool accumulate) {
   const int64_t quads = (n + 3) / 4;
   if constexpr (kMask)
@@ -83,19 +92,20 @@ __global__ void __launch_bounds__(kThreads)
     if constexpr (kMask) r = quad_draws(m, q);
     const int64_t i0 = 4 * q;
     if (kVector && i0 + 4 <= n) {
-      const float4 v = load_float4(in + i0);
-      float4 y = make_float4(masked<kMask>(v.x, r.v[0], m), masked<kMask>(v.y, r.v[1], m),
-                             masked<kMask>(v.z, r.v[2], m), masked<kMask>(v.w, r.v[3], m));
+      float v[4];
+      quad_io::load4(in + i0, v);
+      for (int k = 0; k < 4; ++k) v[k] = masked<kMask>(v[k], r.v[k], m);
       if (accumulate) {
-        const float4 old = load_float4(out + i0);
-        y = make_float4(old.x + y.x, old.y + y.y, old.z + y.z, old.w + y.w);
+        float old[4];
+        quad_io::load4(out + i0, old);
+        for (int k = 0; k < 4; ++k) v[k] = old[k] + v[k];
       }
-      store_float4(out + i0, y);
+      quad_io::store4(out + i0, v);
     } else {
       const int count = n - i0 < 4 ? int(n - i0) : 4;
       for (int k = 0; k < count; ++k) {
-        const float y = masked<kMask>(in[i0 + k], r.v[k], m);
-        out[i0 + k] = accumulate ? out[i0 + k] + y : y;
+        const float y = masked<kMask>(bf16io::to_float(in[i0 + k]), r.v[k], m);
+        out[i0 + k] = bf16io::from_float<T>(accumulate ? bf16io::to_float(out[i0 + k]) + y : y);
       }
     }
   }
@@ -110,8 +120,9 @@ void check_arguments(const char* launcher, int64_t n, double p) {
                                 " is outside [0, 1)");
 }
 
-void launch(const float* in, float* out, int64_t n, double p, const DropoutKey& key,
-            bool accumulate, cudaStream_t stream) {
+template <class T>
+void launch(const T* in, T* out, int64_t n, double p, const DropoutKey& key, bool accumulate,
+            cudaStream_t stream) {
   if (n == 0) return;
   const MaskParams m{static_cast<uint32_t>(std::ceil(p * 16777216.0)),
                      static_cast<float>(1.0 / (1.0 - p)),
@@ -124,17 +135,17 @@ void launch(const float* in, float* out, int64_t n, double p, const DropoutKey& 
   const bool vec = all_aligned16(in, out);
   if (p > 0) {
     if (vec)
-      DDPM_LAUNCH((dropout_kernel<true, true>), blocks, kThreads, 0, stream, in, out, n, m,
+      DDPM_LAUNCH((dropout_kernel<true, true, T>), blocks, kThreads, 0, stream, in, out, n, m,
                   accumulate);
     else
-      DDPM_LAUNCH((dropout_kernel<true, false>), blocks, kThreads, 0, stream, in, out, n, m,
+      DDPM_LAUNCH((dropout_kernel<true, false, T>), blocks, kThreads, 0, stream, in, out, n, m,
                   accumulate);
   } else {
     if (vec)
-      DDPM_LAUNCH((dropout_kernel<false, true>), blocks, kThreads, 0, stream, in, out, n, m,
+      DDPM_LAUNCH((dropout_kernel<false, true, T>), blocks, kThreads, 0, stream, in, out, n, m,
                   accumulate);
     else
-      DDPM_LAUNCH((dropout_kernel<false, false>), blocks, kThreads, 0, stream, in, out, n, m,
+      DDPM_LAUNCH((dropout_kernel<false, false, T>), blocks, kThreads, 0, stream, in, out, n, m,
                   accumulate);
   }
   DDPM_CUDA_CHECK(cudaGetLastError());
@@ -151,6 +162,18 @@ void dropout_forward(const float* x, float* y, int64_t n, double p, const Dropou
 void dropout_backward(const float* dy, float* dx, int64_t n, double p, const DropoutKey& key,
                       bool accumulate, cudaStream_t stream) {
   check_arguments("dropout_backward", n, p);
+  launch(dy, dx, n, p, key, accumulate, stream);
+}
+
+void dropout_forward_bf16(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n, double p,
+                          const DropoutKey& key, cudaStream_t stream) {
+  check_arguments("dropout_forward_bf16", n, p);
+  launch(x, y, n, p, key, false, stream);
+}
+
+void dropout_backward_bf16(const __nv_bfloat16* dy, __nv_bfloat16* dx, int64_t n, double p,
+                           const DropoutKey& key, bool accumulate, cudaStream_t stream) {
+  check_arguments("dropout_backward_bf16", n, p);
   launch(dy, dx, n, p, key, accumulate, stream);
 }
 

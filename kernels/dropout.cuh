@@ -8,6 +8,7 @@
 // CPU's float product, so f32 results match the CPU backend exactly.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -36,5 +37,15 @@ void dropout_forward(const float* x, float* y, int64_t n, double p, const Dropou
 // forward of the same key; p == 0 passes dy through. dx must not overlap dy.
 void dropout_backward(const float* dy, float* dx, int64_t n, double p, const DropoutKey& key,
                       bool accumulate, cudaStream_t stream);
+
+// bf16 twins (issue 11), the same mask for the same key: a kept element is
+// bf16(float(x) * float(1 / (1 - p))); accumulating, the fp32 value is added
+// to the widened prior of dx in fp32 and the sum rounded once (nearest even).
+// p == 0 copies (adds). Arguments as above; 8-byte quad accesses when both
+// pointers are 16-byte aligned.
+void dropout_forward_bf16(const __nv_bfloat16* x, __nv_bfloat16* y, int64_t n, double p,
+                          const DropoutKey& key, cudaStream_t stream);
+void dropout_backward_bf16(const __nv_bfloat16* dy, __nv_bfloat16* dx, int64_t n, double p,
+                           const DropoutKey& key, bool accumulate, cudaStream_t stream);
 
 }  // namespace ddpm::kernels

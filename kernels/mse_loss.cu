@@ -23,15 +23,22 @@
 //   d = g (pred - target) rounded on its own (__fmul_rn: not contracted into
 //   the accumulating add), dpred (+)= d, dtarget (+)= -d.
 //
+// bf16 twins: the same kernels with pred (and dpred) stored as bf16 (a quad
+// is one 8-byte access, quad_io.cuh), widened exactly, everything else as
+// fp32: the same double sums and partition (workspace), and dpred's fp32
+// value (accumulating: added in fp32 to the widened prior) rounded once.
+//
 // Bytes per element: forward 8 (+ 8 per block); backward 8 of inputs + 4 per
-// wanted gradient (+4 when it accumulates).
+// wanted gradient (+4 when it accumulates). bf16 pred / dpred: 2 less each.
 #include <stdexcept>
 #include <string>
 
+#include "kernels/bf16_io.cuh"
 #include "kernels/block_reduce.cuh"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/mse_loss.cuh"
+#include "kernels/quad_io.cuh"
 #include "kernels/reduce.cuh"
 #include "kernels/vector_io.cuh"
 
@@ -58,22 +65,23 @@ __device__ inline double squared_difference(float p, float t) {
   return d * d;
 }
 
-template <bool kVector>
+// P: pred's storage (float, or __nv_bfloat16 for the bf16 twin), widened exactly.
+template <bool kVector, class P>
 __global__ void __launch_bounds__(kThreads)
-    mse_partial_kernel(const float* __restrict__ pred, const float* __restrict__ target, int64_t n,
+    mse_partial_kernel(const P* __restrict__ pred, const float* __restrict__ target, int64_t n,
                        double* __restrict__ partials, float* __restrict__ single_block_loss) {
   const int64_t quads = quads_of(n);
   double sum = 0;
   for (int64_t q = grid_thread_index(); q < quads; q += grid_thread_count()) {
     const int64_t i0 = 4 * q;
     if (kVector && i0 + 4 <= n) {
-      const float4 p = load_float4(pred + i0), t = load_float4(target + i0);
-      sum += squared_difference(p.x, t.x);
-      sum += squared_difference(p.y, t.y);
-      sum += squared_difference(p.z, t.z);
-      sum += squared_difference(p.w, t.w);
+      float p[4], t[4];
+      quad_io::load4(pred + i0, p);
+      quad_io::load4(target + i0, t);
+      for (int k = 0; k < 4; ++k) sum += squared_difference(p[k], t[k]);
     } else {
-      for (int64_t i = i0; i < n && i < i0 + 4; ++i) sum += squared_difference(pred[i], target[i]);
+      for (int64_t i = i0; i < n && i < i0 + 4; ++i)
+        sum += squared_difference(bf16io::to_float(pred[i]), target[i]);
     }
   }
   sum = block_sum<kThreads>(sum);
@@ -93,10 +101,12 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) loss[0] = float(sum / double(n));
 }
 
-template <bool kVector>
+// P: the storage of pred and dpred (float, or __nv_bfloat16: dpred's value,
+// the accumulating add included, in fp32, rounded once when stored).
+template <bool kVector, class P>
 __global__ void __launch_bounds__(kThreads)
-    mse_backward_kernel(const float* __restrict__ pred, const float* __restrict__ target,
-                        const float* __restrict__ dloss, float* __restrict__ dpred,
+    mse_backward_kernel(const P* __restrict__ pred, const float* __restrict__ target,
+                        const float* __restrict__ dloss, P* __restrict__ dpred,
                         float* __restrict__ dtarget, int64_t n, bool accumulate_pred,
                         bool accumulate_target) {
   const float g = dloss[0] * 2.0f / float(n);
@@ -104,29 +114,33 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t q = grid_thread_index(); q < quads; q += grid_thread_count()) {
     const int64_t i0 = 4 * q;
     if (kVector && i0 + 4 <= n) {
-      const float4 p = load_float4(pred + i0), t = load_float4(target + i0);
-      const float4 d = make_float4(__fmul_rn(g, p.x - t.x), __fmul_rn(g, p.y - t.y),
-                                   __fmul_rn(g, p.z - t.z), __fmul_rn(g, p.w - t.w));
+      float p[4], t[4], d[4];
+      quad_io::load4(pred + i0, p);
+      quad_io::load4(target + i0, t);
+      for (int k = 0; k < 4; ++k) d[k] = __fmul_rn(g, p[k] - t[k]);
       if (dpred) {
-        float4 v = d;
+        float v[4] = {d[0], d[1], d[2], d[3]};
         if (accumulate_pred) {
-          const float4 o = load_float4(dpred + i0);
-          v = make_float4(o.x + d.x, o.y + d.y, o.z + d.z, o.w + d.w);
+          float o[4];
+          quad_io::load4(dpred + i0, o);
+          for (int k = 0; k < 4; ++k) v[k] = o[k] + d[k];
         }
-        store_float4(dpred + i0, v);
+        quad_io::store4(dpred + i0, v);
       }
       if (dtarget) {
-        float4 v = make_float4(-d.x, -d.y, -d.z, -d.w);
+        float v[4] = {-d[0], -d[1], -d[2], -d[3]};
         if (accumulate_target) {
-          const float4 o = load_float4(dtarget + i0);
-          v = make_float4(o.x - d.x, o.y - d.y, o.z - d.z, o.w - d.w);
+          float o[4];
+          quad_io::load4(dtarget + i0, o);
+          for (int k = 0; k < 4; ++k) v[k] = o[k] - d[k];
         }
-        store_float4(dtarget + i0, v);
+        quad_io::store4(dtarget + i0, v);
       }
     } else {
       for (int64_t i = i0; i < n && i < i0 + 4; ++i) {
-        const float d = __fmul_rn(g, pred[i] - target[i]);
-        if (dpred) dpred[i] = accumulate_pred ? dpred[i] + d : d;
+        const float d = __fmul_rn(g, bf16io::to_float(pred[i]) - target[i]);
+        if (dpred)
+          dpred[i] = bf16io::from_float<P>(accumulate_pred ? bf16io::to_float(dpred[i]) + d : d);
         if (dtarget) dtarget[i] = accumulate_target ? dtarget[i] - d : -d;
       }
     }
@@ -139,6 +153,45 @@ void check_n(const char* launcher, int64_t n) {
                                 ": the mean of no elements is undefined");
 }
 
+template <class P>
+void forward(const char* who, const P* pred, const float* target, float* loss, int64_t n,
+             void* workspace, cudaStream_t stream) {
+  check_n(who, n);
+  const unsigned blocks = partial_blocks(n);
+  if (blocks > 1 && !workspace)
+    throw std::invalid_argument(std::string(who) + ": a workspace of " +
+                                std::to_string(workspace_align(size_t(blocks) * sizeof(double))) +
+                                " bytes is needed (mse_loss_workspace_bytes), got null");
+  double* partials = static_cast<double*>(workspace);
+  float* single_block_loss = blocks == 1 ? loss : nullptr;
+  if (all_aligned16(pred, target))
+    DDPM_LAUNCH((mse_partial_kernel<true, P>), blocks, kThreads, 0, stream, pred, target, n,
+                partials, single_block_loss);
+  else
+    DDPM_LAUNCH((mse_partial_kernel<false, P>), blocks, kThreads, 0, stream, pred, target, n,
+                partials, single_block_loss);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+  if (blocks == 1) return;
+  DDPM_LAUNCH(mse_finish_kernel, 1, kThreads, 0, stream, partials, int(blocks), n, loss);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class P>
+void backward(const char* who, const P* pred, const float* target, const float* dloss, P* dpred,
+              float* dtarget, int64_t n, bool accumulate_pred, bool accumulate_target,
+              cudaStream_t stream) {
+  check_n(who, n);
+  if (!dpred && !dtarget) return;
+  const unsigned blocks = grid_stride_blocks(quads_of(n), kThreads);
+  if (all_aligned16(pred, target, dpred, dtarget))
+    DDPM_LAUNCH((mse_backward_kernel<true, P>), blocks, kThreads, 0, stream, pred, target, dloss,
+                dpred, dtarget, n, accumulate_pred, accumulate_target);
+  else
+    DDPM_LAUNCH((mse_backward_kernel<false, P>), blocks, kThreads, 0, stream, pred, target, dloss,
+                dpred, dtarget, n, accumulate_pred, accumulate_target);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 size_t mse_loss_workspace_bytes(int64_t n) {
@@ -149,39 +202,26 @@ size_t mse_loss_workspace_bytes(int64_t n) {
 
 void mse_loss_forward(const float* pred, const float* target, float* loss, int64_t n,
                       void* workspace, cudaStream_t stream) {
-  check_n("mse_loss_forward", n);
-  const unsigned blocks = partial_blocks(n);
-  if (blocks > 1 && !workspace)
-    throw std::invalid_argument("mse_loss_forward: a workspace of " +
-                                std::to_string(mse_loss_workspace_bytes(n)) +
-                                " bytes is needed (mse_loss_workspace_bytes), got null");
-  double* partials = static_cast<double*>(workspace);
-  float* single_block_loss = blocks == 1 ? loss : nullptr;
-  if (all_aligned16(pred, target))
-    DDPM_LAUNCH(mse_partial_kernel<true>, blocks, kThreads, 0, stream, pred, target, n, partials,
-                single_block_loss);
-  else
-    DDPM_LAUNCH(mse_partial_kernel<false>, blocks, kThreads, 0, stream, pred, target, n, partials,
-                single_block_loss);
-  DDPM_CUDA_CHECK(cudaGetLastError());
-  if (blocks == 1) return;
-  DDPM_LAUNCH(mse_finish_kernel, 1, kThreads, 0, stream, partials, int(blocks), n, loss);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  forward("mse_loss_forward", pred, target, loss, n, workspace, stream);
 }
 
 void mse_loss_backward(const float* pred, const float* target, const float* dloss, float* dpred,
                        float* dtarget, int64_t n, bool accumulate_pred, bool accumulate_target,
                        cudaStream_t stream) {
-  check_n("mse_loss_backward", n);
-  if (!dpred && !dtarget) return;
-  const unsigned blocks = grid_stride_blocks(quads_of(n), kThreads);
-  if (all_aligned16(pred, target, dpred, dtarget))
-    DDPM_LAUNCH(mse_backward_kernel<true>, blocks, kThreads, 0, stream, pred, target, dloss, dpred,
-                dtarget, n, accumulate_pred, accumulate_target);
-  else
-    DDPM_LAUNCH(mse_backward_kernel<false>, blocks, kThreads, 0, stream, pred, target, dloss, dpred,
-                dtarget, n, accumulate_pred, accumulate_target);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  backward("mse_loss_backward", pred, target, dloss, dpred, dtarget, n, accumulate_pred,
+           accumulate_target, stream);
+}
+
+void mse_loss_forward_bf16(const __nv_bfloat16* pred, const float* target, float* loss, int64_t n,
+                           void* workspace, cudaStream_t stream) {
+  forward("mse_loss_forward_bf16", pred, target, loss, n, workspace, stream);
+}
+
+void mse_loss_backward_bf16(const __nv_bfloat16* pred, const float* target, const float* dloss,
+                            __nv_bfloat16* dpred, float* dtarget, int64_t n, bool accumulate_pred,
+                            bool accumulate_target, cudaStream_t stream) {
+  backward("mse_loss_backward_bf16", pred, target, dloss, dpred, dtarget, n, accumulate_pred,
+           accumulate_target, stream);
 }
 
 }  // namespace ddpm::kernels

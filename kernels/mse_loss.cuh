@@ -7,6 +7,7 @@
 // value.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -34,5 +35,17 @@ void mse_loss_forward(const float* pred, const float* target, float* loss, int64
 void mse_loss_backward(const float* pred, const float* target, const float* dloss, float* dpred,
                        float* dtarget, int64_t n, bool accumulate_pred, bool accumulate_target,
                        cudaStream_t stream);
+
+// bf16 twins (issue 11): pred (and dpred) bf16, target, loss and dtarget
+// fp32. The forward is mse_loss_forward on the widened pred (the same double
+// sums, the same workspace: mse_loss_workspace_bytes(n)); the backward's d_i
+// is the fp32 value above, dpred[i] = bf16(d_i) or bf16(float(dpred[i]) + d_i)
+// (one rounding), dtarget as above. 8-byte bf16 quad accesses when every
+// pointer is 16-byte aligned.
+void mse_loss_forward_bf16(const __nv_bfloat16* pred, const float* target, float* loss, int64_t n,
+                           void* workspace, cudaStream_t stream);
+void mse_loss_backward_bf16(const __nv_bfloat16* pred, const float* target, const float* dloss,
+                            __nv_bfloat16* dpred, float* dtarget, int64_t n, bool accumulate_pred,
+                            bool accumulate_target, cudaStream_t stream);
 
 }  // namespace ddpm::kernels

@@ -7,9 +7,16 @@
 // its chunk's rows with stride 8, the 8 row lanes are added in order through
 // shared memory, and the chunk's partial goes to the workspace; a second
 // kernel adds a column's chunk partials in order into out. One chunk: the first
-// kernel adds into out itself.
+// kernel adds into out itself. column_sum_add_bf16 is the same kernels with m
+// in bf16, widened exactly: the same fp32 sums in the same order (bitwise
+// column_sum_add of the widened matrix). Its loads are 2-byte (64 bytes per
+// warp row): the bias gradient reads each dy element once, alongside the
+// backward conv or GEMM that reads it many times.
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
+#include "kernels/bf16_io.cuh"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
 #include "kernels/reduce.cuh"
@@ -27,16 +34,18 @@ int64_t column_sum_chunks(int64_t rows) {
   return std::clamp<int64_t>((rows + kRowsPerChunk - 1) / kRowsPerChunk, 1, kMaxChunks);
 }
 
-__global__ void column_sum_kernel(const float* __restrict__ m, float* __restrict__ out,
-                                  int64_t rows, int64_t cols, int64_t rows_per_chunk,
-                                  bool add_into_out) {
+// T: m's storage (float, or __nv_bfloat16 widened exactly: the same fp32 sums).
+template <class T>
+__global__ void column_sum_kernel(const T* __restrict__ m, float* __restrict__ out, int64_t rows,
+                                  int64_t cols, int64_t rows_per_chunk, bool add_into_out) {
   __shared__ float lanes[kRowLanes][kColLanes];
   const int64_t col = int64_t(blockIdx.x) * kColLanes + threadIdx.x;
   const int64_t begin = int64_t(blockIdx.y) * rows_per_chunk;
   const int64_t end = std::min(rows, begin + rows_per_chunk);
   float sum = 0.f;
   if (col < cols)
-    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) sum += m[r * cols + col];
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes)
+      sum += bf16io::to_float(m[r * cols + col]);
   lanes[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
   if (threadIdx.y == 0 && col < cols) {
@@ -63,6 +72,27 @@ unsigned split_sum_blocks(int64_t count) {
   return unsigned(std::clamp<int64_t>((count + 255) / 256, 1, 1056));  // <= 8 x 132 SMs
 }
 
+template <class T>
+void column_sum(const T* m, float* out, int64_t rows, int64_t cols, void* workspace,
+                cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const int64_t chunks = column_sum_chunks(rows);
+  const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
+  const dim3 grid(unsigned((cols + kColLanes - 1) / kColLanes), unsigned(chunks));
+  const dim3 block(kColLanes, kRowLanes);
+  if (chunks == 1) {
+    DDPM_LAUNCH(column_sum_kernel<T>, grid, block, 0, stream, m, out, rows, cols, rows_per_chunk,
+                true);
+    DDPM_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  float* partials = static_cast<float*>(workspace);
+  DDPM_LAUNCH(column_sum_kernel<T>, grid, block, 0, stream, m, partials, rows, cols, rows_per_chunk,
+              false);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+  split_sum_add(partials, int(chunks), cols, out, stream);
+}
+
 }  // namespace
 
 size_t column_sum_workspace_bytes(int64_t rows, int64_t cols) {
@@ -72,22 +102,22 @@ size_t column_sum_workspace_bytes(int64_t rows, int64_t cols) {
 
 void column_sum_add(const float* m, float* out, int64_t rows, int64_t cols, void* workspace,
                     cudaStream_t stream) {
+  column_sum(m, out, rows, cols, workspace, stream);
+}
+
+size_t column_sum_bf16_workspace_bytes(int64_t rows, int64_t cols) {
+  return column_sum_workspace_bytes(rows, cols);
+}
+
+void column_sum_add_bf16(const __nv_bfloat16* m, float* out, int64_t rows, int64_t cols,
+                         void* workspace, cudaStream_t stream) {
   if (rows <= 0 || cols <= 0) return;
-  const int64_t chunks = column_sum_chunks(rows);
-  const int64_t rows_per_chunk = (rows + chunks - 1) / chunks;
-  const dim3 grid(unsigned((cols + kColLanes - 1) / kColLanes), unsigned(chunks));
-  const dim3 block(kColLanes, kRowLanes);
-  if (chunks == 1) {
-    DDPM_LAUNCH(column_sum_kernel, grid, block, 0, stream, m, out, rows, cols, rows_per_chunk,
-                true);
-    DDPM_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
-  float* partials = static_cast<float*>(workspace);
-  DDPM_LAUNCH(column_sum_kernel, grid, block, 0, stream, m, partials, rows, cols, rows_per_chunk,
-              false);
-  DDPM_CUDA_CHECK(cudaGetLastError());
-  split_sum_add(partials, int(chunks), cols, out, stream);
+  if (!m || !out) throw std::invalid_argument("column_sum_add_bf16: m and out must not be null");
+  if (column_sum_chunks(rows) > 1 && !workspace)
+    throw std::invalid_argument("column_sum_add_bf16: a workspace of " +
+                                std::to_string(column_sum_bf16_workspace_bytes(rows, cols)) +
+                                " bytes is needed (column_sum_bf16_workspace_bytes), got null");
+  column_sum(m, out, rows, cols, workspace, stream);
 }
 
 void split_sum_add(const float* partials, int splits, int64_t count, float* out,

@@ -15,9 +15,12 @@
 // on the CPU (which flips x0 first). Pixels are read byte by byte (the
 // mirrored source of a quad is not contiguous for C = 3); x_t and the target
 // are stored as float4 when per_image % 4 == 0 and both are 16-byte aligned.
-// Per element: read 1 B, write 8 B; x0 is never stored (the CPU's separate
-// conversion, q_sample and target passes would move 1 + 4 + 8 + 8 + 8 B).
-// Compute: one Philox4x32-10 and a Box-Muller pair per 2 elements, as q_sample.
+// The bf16 overload is the same kernel storing x_t as bf16 (each float
+// rounded once: bitwise bf16 of the fp32 overload's x_t; quad_io.cuh's
+// 8-byte quads). Per element: read 1 B, write 8 B (bf16 x_t: 6 B); x0 is
+// never stored (the CPU's separate conversion, q_sample and target passes
+// would move 1 + 4 + 8 + 8 + 8 B). Compute: one Philox4x32-10 and a
+// Box-Muller pair per 2 elements, as q_sample.
 //
 // record_training_metrics: one thread, three 4-byte loads and an 8-byte store.
 #include <cstdint>
@@ -27,6 +30,7 @@
 #include "engine/noise.h"
 #include "kernels/check.cuh"
 #include "kernels/emulation/launch.h"
+#include "kernels/quad_io.cuh"
 #include "kernels/training_batch.cuh"
 #include "kernels/vector_io.cuh"
 
@@ -64,13 +68,14 @@ __global__ void __launch_bounds__(kBeginThreads)
   }
 }
 
-template <bool kVector>
+// X: x_t's storage (float, or __nv_bfloat16: the same float value rounded once).
+template <bool kVector, class X>
 __global__ void __launch_bounds__(kThreads)
     prepare_training_batch_kernel(const uint8_t* __restrict__ images,
                                   const uint8_t* __restrict__ flip, const int32_t* __restrict__ t,
                                   const float* __restrict__ sqrt_abar,
                                   const float* __restrict__ sqrt_one_minus_abar,
-                                  const uint32_t* __restrict__ step_ptr, float* __restrict__ x_t,
+                                  const uint32_t* __restrict__ step_ptr, X* __restrict__ x_t,
                                   float* __restrict__ target, int64_t batch, int64_t width,
                                   int64_t channels, int64_t per_image, uint64_t seed,
                                   PredictionType prediction) {
@@ -110,16 +115,8 @@ __global__ void __launch_bounds__(kThreads)
                 : prediction == PredictionType::sample ? x0[k]
                                                        : sa * eps[k] - sb * x0[k];
       }
-      if constexpr (kVector) {
-        *reinterpret_cast<float4*>(x_t + row + e) = make_float4(xt[0], xt[1], xt[2], xt[3]);
-        *reinterpret_cast<float4*>(target + row + e) = make_float4(tg[0], tg[1], tg[2], tg[3]);
-      } else {
-        for (int k = 0; k < 4; ++k)
-          if (k < count) {
-            x_t[row + e + k] = xt[k];
-            target[row + e + k] = tg[k];
-          }
-      }
+      quad_io::store<kVector>(x_t + row + e, count, xt);
+      quad_io::store<kVector>(target + row + e, count, tg);
     }
   }
 }
@@ -167,6 +164,33 @@ void check_config(const char* launcher, const TrainingBatchConfig& c) {
   if (p < 0 || p > 2) fail(launcher, "unknown prediction type " + std::to_string(p));
 }
 
+template <class X>
+void launch_prepare(const uint8_t* images, const uint8_t* flip, const int32_t* t,
+                    const float* sqrt_abar, const float* sqrt_one_minus_abar, const uint32_t* step,
+                    X* x_t, float* target, const TrainingBatchConfig& c, cudaStream_t stream) {
+  check_config("prepare_training_batch", c);
+  for (auto [p, name] : {std::pair<const void*, const char*>{images, "images"},
+                         {flip, "flip"},
+                         {t, "t"},
+                         {sqrt_abar, "sqrt_abar"},
+                         {sqrt_one_minus_abar, "sqrt_one_minus_abar"},
+                         {step, "step"},
+                         {x_t, "x_t"},
+                         {target, "target"}})
+    check_pointer("prepare_training_batch", p, name);
+  const int64_t per_image = c.height * c.width * c.channels;
+  const dim3 grid = image_grid(c.batch, per_image);
+  if (per_image % 4 == 0 && aligned16(x_t) && aligned16(target))
+    DDPM_LAUNCH((prepare_training_batch_kernel<true, X>), grid, kThreads, 0, stream, images, flip,
+                t, sqrt_abar, sqrt_one_minus_abar, step, x_t, target, c.batch, c.width, c.channels,
+                per_image, c.seed, c.prediction);
+  else
+    DDPM_LAUNCH((prepare_training_batch_kernel<false, X>), grid, kThreads, 0, stream, images, flip,
+                t, sqrt_abar, sqrt_one_minus_abar, step, x_t, target, c.batch, c.width, c.channels,
+                per_image, c.seed, c.prediction);
+  DDPM_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 // ---- launchers --------------------------------------------------------------------
@@ -188,27 +212,14 @@ void prepare_training_batch(const uint8_t* images, const uint8_t* flip, const in
                             const float* sqrt_abar, const float* sqrt_one_minus_abar,
                             const uint32_t* step, float* x_t, float* target,
                             const TrainingBatchConfig& c, cudaStream_t stream) {
-  check_config("prepare_training_batch", c);
-  for (auto [p, name] : {std::pair<const void*, const char*>{images, "images"},
-                         {flip, "flip"},
-                         {t, "t"},
-                         {sqrt_abar, "sqrt_abar"},
-                         {sqrt_one_minus_abar, "sqrt_one_minus_abar"},
-                         {step, "step"},
-                         {x_t, "x_t"},
-                         {target, "target"}})
-    check_pointer("prepare_training_batch", p, name);
-  const int64_t per_image = c.height * c.width * c.channels;
-  const dim3 grid = image_grid(c.batch, per_image);
-  if (per_image % 4 == 0 && aligned16(x_t) && aligned16(target))
-    DDPM_LAUNCH(prepare_training_batch_kernel<true>, grid, kThreads, 0, stream, images, flip, t,
-                sqrt_abar, sqrt_one_minus_abar, step, x_t, target, c.batch, c.width, c.channels,
-                per_image, c.seed, c.prediction);
-  else
-    DDPM_LAUNCH(prepare_training_batch_kernel<false>, grid, kThreads, 0, stream, images, flip, t,
-                sqrt_abar, sqrt_one_minus_abar, step, x_t, target, c.batch, c.width, c.channels,
-                per_image, c.seed, c.prediction);
-  DDPM_CUDA_CHECK(cudaGetLastError());
+  launch_prepare(images, flip, t, sqrt_abar, sqrt_one_minus_abar, step, x_t, target, c, stream);
+}
+
+void prepare_training_batch(const uint8_t* images, const uint8_t* flip, const int32_t* t,
+                            const float* sqrt_abar, const float* sqrt_one_minus_abar,
+                            const uint32_t* step, __nv_bfloat16* x_t, float* target,
+                            const TrainingBatchConfig& c, cudaStream_t stream) {
+  launch_prepare(images, flip, t, sqrt_abar, sqrt_one_minus_abar, step, x_t, target, c, stream);
 }
 
 void record_training_metrics(const uint32_t* step, const float* loss, const float* grad_norm,

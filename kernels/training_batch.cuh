@@ -17,6 +17,7 @@
 //            kNormalFloatAbsError of the CPU's double draw).
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -49,6 +50,12 @@ void begin_training_step(uint32_t* step, int32_t* t, float* timesteps, uint8_t* 
 void prepare_training_batch(const uint8_t* images, const uint8_t* flip, const int32_t* t,
                             const float* sqrt_abar, const float* sqrt_one_minus_abar,
                             const uint32_t* step, float* x_t, float* target,
+                            const TrainingBatchConfig& c, cudaStream_t stream);
+// The same with x_t stored as bf16 (issue 11: the bf16 model's input): each
+// element the fp32 overload's x_t rounded to nearest even; target fp32, as above.
+void prepare_training_batch(const uint8_t* images, const uint8_t* flip, const int32_t* t,
+                            const float* sqrt_abar, const float* sqrt_one_minus_abar,
+                            const uint32_t* step, __nv_bfloat16* x_t, float* target,
                             const TrainingBatchConfig& c, cudaStream_t stream);
 
 // One step's metrics as the device records them.

@@ -151,6 +151,7 @@ const std::vector<Field> kFields = {
     {"training.random_flip", {"1", R"("true")"}, {}},
     // Unsigned: a negative seed is both the wrong type and out of range.
     {"training.seed", {R"("1")", "1.5", "true"}, {"-1"}},
+    {"training.precision", {"16", "true"}, {R"("fp16")", R"("auto")", R"("")"}},
     // Logging.
     {"logging.log_every", {R"("10")", "1.5"}, {"0", "-1"}},
     {"logging.sample_every", {R"("0")", "1.5"}, {"-1"}},

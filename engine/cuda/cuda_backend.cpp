@@ -13,6 +13,7 @@
 #include "engine/cuda/cuda_ops.h"
 #include "engine/cuda/nvtx_ranges.h"
 #include "kernels/check.cuh"
+#include "kernels/convert.cuh"
 #include "kernels/reduce.cuh"
 
 namespace ddpm {
@@ -23,6 +24,25 @@ float* begin_adding_grad(const GradTensor& g, cudaStream_t stream) {
   float* p = grad(g);
   if (p && !g.accumulate) DDPM_CUDA_CHECK(cudaMemsetAsync(p, 0, g.tensor.bytes(), stream));
   return p;
+}
+
+namespace {
+__nv_bfloat16* as_bf16(const Tensor& t) {
+  if (t.dtype != DType::bf16)
+    throw std::logic_error(std::string("a bf16 rule was given a tensor of dtype ") +
+                           dtype_name(t.dtype));
+  return static_cast<__nv_bfloat16*>(t.data);
+}
+}  // namespace
+
+const __nv_bfloat16* in_bf16(const Tensor& t) {
+  return as_bf16(t);
+}
+__nv_bfloat16* out_bf16(const Tensor& t) {
+  return as_bf16(t);
+}
+__nv_bfloat16* grad_bf16(const GradTensor& g) {
+  return as_bf16(g.tensor);
 }
 
 bool no_upstream_gradient(const BackwardArgs& a, cudaStream_t stream) {
@@ -200,16 +220,32 @@ void CudaBackend::set_to_one(const Tensor& t) {
                                   cudaMemcpyDeviceToDevice, env_->stream()));
 }
 
+void CudaBackend::convert(const Tensor& src, const Tensor& dst) {
+  if (src.numel() != dst.numel())
+    throw std::invalid_argument("cuda backend: convert of " + std::to_string(src.numel()) +
+                                " elements into " + std::to_string(dst.numel()));
+  if (src.dtype == DType::f32 && dst.dtype == DType::bf16)
+    kernels::convert_f32_to_bf16(static_cast<const float*>(src.data),
+                                 static_cast<__nv_bfloat16*>(dst.data), src.numel(),
+                                 env_->stream());
+  else if (src.dtype == DType::bf16 && dst.dtype == DType::f32)
+    kernels::convert_bf16_to_f32(static_cast<const __nv_bfloat16*>(src.data),
+                                 static_cast<float*>(dst.data), src.numel(), env_->stream());
+  else
+    Backend::convert(src, dst);
+}
+
 // ---- ops --------------------------------------------------------------------------
 
 namespace {
 
-// Every tensor f32 (the graph's dtype: undefined ones carry it too), every
-// defined one in device memory.
+// Every tensor f32 or bf16 (its value's dtype: undefined ones carry it too),
+// every defined one in device memory.
 void check_tensor(const Tensor& t, const char* role, size_t slot) {
-  if (t.dtype != DType::f32)
+  if (t.dtype != DType::f32 && t.dtype != DType::bf16)
     throw std::invalid_argument(std::string(role) + " " + std::to_string(slot) + " has dtype " +
-                                dtype_name(t.dtype) + ": the CUDA backend runs f32 graphs only");
+                                dtype_name(t.dtype) +
+                                ": the CUDA backend runs f32 and bf16 tensors only");
   if (t.defined() && t.device != Device::cuda)
     throw std::invalid_argument(std::string(role) + " " + std::to_string(slot) + " is in " +
                                 device_name(t.device) +
@@ -234,6 +270,12 @@ void run_rule(const char* direction, const Node& node, Rule&& rule) {
   }
 }
 
+// A node runs its bf16 rule when its first input is bf16 (GraphBuilder gives
+// its outputs that dtype).
+bool runs_in_bf16(std::span<const Tensor> inputs) {
+  return !inputs.empty() && inputs[0].dtype == DType::bf16;
+}
+
 }  // namespace
 
 // Each op in an NVTX range named by its node (e.g. down_blocks.1.resnets.0.conv1),
@@ -243,7 +285,14 @@ void CudaBackend::forward(const Node& node, const ForwardArgs& args) {
   run_rule("forward", node, [&] {
     check_tensors(args.inputs, "input");
     check_tensors(args.outputs, "output");
-    std::visit([&](const auto& p) { cuda::forward(p, args, *env_); }, node.params);
+    std::visit(
+        [&](const auto& p) {
+          if (runs_in_bf16(args.inputs))
+            cuda::bf16::forward(p, args, *env_);
+          else
+            cuda::forward(p, args, *env_);
+        },
+        node.params);
   });
 }
 
@@ -255,22 +304,35 @@ void CudaBackend::backward(const Node& node, const BackwardArgs& args) {
     check_tensors(args.grad_outputs, "output gradient");
     for (size_t i = 0; i < args.grad_inputs.size(); ++i)
       check_tensor(args.grad_inputs[i].tensor, "input gradient", i);
-    std::visit([&](const auto& p) { cuda::backward(p, args, *env_); }, node.params);
+    std::visit(
+        [&](const auto& p) {
+          if (runs_in_bf16(args.inputs))
+            cuda::bf16::backward(p, args, *env_);
+          else
+            cuda::backward(p, args, *env_);
+        },
+        node.params);
   });
 }
 
 void CudaBackend::reserve_workspace(const Graph& graph, bool training) {
   if (graph.dtype != DType::f32)
-    throw std::invalid_argument(std::string("cuda backend: the graph's dtype is ") +
-                                dtype_name(graph.dtype) + "; the CUDA backend runs f32 only");
+    throw std::invalid_argument(
+        std::string("cuda backend: the graph's dtype is ") + dtype_name(graph.dtype) +
+        "; the CUDA backend runs f32 graphs (with f32 or bf16 activations)");
   size_t most = 0;
   std::vector<Shape> shapes;
   for (const Node& node : graph.nodes) {
     shapes.clear();
     for (ValueId v : node.inputs) shapes.push_back(graph.values[static_cast<size_t>(v)].shape);
+    const bool bf16 =
+        !node.inputs.empty() && graph.values[size_t(node.inputs[0])].dtype == DType::bf16;
     run_rule("workspace sizing", node, [&] {
       const size_t bytes = std::visit(
-          [&](const auto& p) { return cuda::workspace_bytes(p, shapes, training, *env_); },
+          [&](const auto& p) {
+            return bf16 ? cuda::bf16::workspace_bytes(p, shapes, training, *env_)
+                        : cuda::workspace_bytes(p, shapes, training, *env_);
+          },
           node.params);
       most = std::max(most, bytes);
     });

@@ -56,6 +56,8 @@ class CudaBackend : public Backend {
   // A device-to-device copy from a constant the backend holds: no host
   // synchronisation (capturable).
   void set_to_one(const Tensor& t) override;
+  // f32 <-> bf16 by a kernel on the stream; other pairs through the host.
+  void convert(const Tensor& src, const Tensor& dst) override;
 
   // Enqueue one op. Errors (a non-f32 tensor, a host tensor, a shape a kernel
   // rejects, a CUDA error) name the op and the node.

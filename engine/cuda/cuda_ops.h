@@ -5,8 +5,8 @@
 // and these entry points that read the graph node.
 //
 // Conventions shared by every rule:
-//   - Tensors are f32 device memory (the backend checked dtype and device
-//     before calling); an undefined tensor (data == nullptr) is one the
+//   - Tensors are f32 device memory, or bf16 in the bf16 rules (the backend
+//     checked dtype and device before calling); an undefined tensor (data == nullptr) is one the
 //     executor does not pass (not saved for backward, gradient not wanted).
 //   - Activation gradients overwrite or add per GradTensor::accumulate, mapped
 //     onto the kernels' accumulate flags. Weight-gradient kernels that always
@@ -21,6 +21,7 @@
 //     for, so the backend can size it for a whole graph up front.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstddef>
@@ -62,6 +63,23 @@ DDPM_CUDA_OP(TimestepEmbeddingParams)
 DDPM_CUDA_OP(DropoutParams)
 DDPM_CUDA_OP(MseLossParams)
 
+// The same rules for a node whose first input is bf16 (a mixed-precision
+// graph: bf16 activations and activation gradients, fp32 parameters'
+// gradients, statistics and loss; ops_dense_bf16.cpp, ops_pointwise_bf16.cpp).
+namespace bf16 {
+DDPM_CUDA_OP(Conv2dParams)
+DDPM_CUDA_OP(GroupNormParams)
+DDPM_CUDA_OP(LinearParams)
+DDPM_CUDA_OP(AttentionParams)
+DDPM_CUDA_OP(SiluParams)
+DDPM_CUDA_OP(AddParams)
+DDPM_CUDA_OP(ConcatParams)
+DDPM_CUDA_OP(Upsample2xParams)
+DDPM_CUDA_OP(TimestepEmbeddingParams)
+DDPM_CUDA_OP(DropoutParams)
+DDPM_CUDA_OP(MseLossParams)
+}  // namespace bf16
+
 #undef DDPM_CUDA_OP
 
 // ---- helpers shared by the rule files ------------------------------------------
@@ -76,6 +94,13 @@ inline float* out(const Tensor& t) {
 inline float* grad(const GradTensor& g) {
   return static_cast<float*>(g.tensor.data);
 }
+
+// The same for bf16 tensors (a logic error when the tensor is not bf16: the
+// dispatch sends a node to the bf16 rules by its first input's dtype, and
+// the graph builder gives every tensor of such a node its expected dtype).
+const __nv_bfloat16* in_bf16(const Tensor& t);
+__nv_bfloat16* out_bf16(const Tensor& t);
+__nv_bfloat16* grad_bf16(const GradTensor& g);
 
 // For kernels that always add: zeroes the destination first when it is to be
 // overwritten. Returns the destination (nullptr when not wanted).

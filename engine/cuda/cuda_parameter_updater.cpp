@@ -53,16 +53,23 @@ CudaParameterUpdater::CudaParameterUpdater(CudaBackend& backend, const Tensor& p
 }
 
 void CudaParameterUpdater::enqueue(const Tensor& params, const Tensor& grads, const uint32_t* step,
-                                   float* norm) {
+                                   float* norm, const Tensor& params_bf16) {
   check(params, "parameters");
   check(grads, "gradients");
+  if (params_bf16.defined() && (params_bf16.numel() != n_ || params_bf16.dtype != DType::bf16 ||
+                                params_bf16.device != Device::cuda))
+    throw std::invalid_argument(
+        "cuda parameter updater: the bf16 weight copy is not a bf16 "
+        "CUDA buffer of " +
+        std::to_string(n_) + " elements");
   if (!step || !norm)
     throw std::invalid_argument("cuda parameter updater: step and norm must be device pointers");
   const cudaStream_t stream = backend_.stream();
   const auto* g = static_cast<const float*>(grads.data);
   kernels::grad_norm(g, n_, norm, workspace_.data(), stream);
   kernels::adamw_ema_step(static_cast<float*>(params.data), g, floats(m_), floats(v_), floats(ema_),
-                          n_, step, norm, config_, stream);
+                          n_, step, norm, config_, stream,
+                          static_cast<__nv_bfloat16*>(params_bf16.data));
 }
 
 double CudaParameterUpdater::step(const Tensor& params, const Tensor& grads, int64_t step) {

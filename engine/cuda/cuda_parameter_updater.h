@@ -37,8 +37,11 @@ class CudaParameterUpdater final : public ParameterUpdater {
 
   // Enqueues the step on the backend's stream: *norm (device memory) = the
   // gradients' global norm, then clipping, AdamW and the EMA with the step
-  // number *step (device memory, >= 1).
-  void enqueue(const Tensor& params, const Tensor& grads, const uint32_t* step, float* norm);
+  // number *step (device memory, >= 1). `params_bf16`, when defined (the
+  // executor's parameter_copy() of a mixed-precision graph), receives the
+  // updated weights in bf16 from the same kernel.
+  void enqueue(const Tensor& params, const Tensor& grads, const uint32_t* step, float* norm,
+               const Tensor& params_bf16 = {});
 
   double step(const Tensor& params, const Tensor& grads, int64_t step) override;
   std::vector<float> read(Slot slot) const override;

@@ -45,6 +45,7 @@ DeviceRuntime make_cuda_runtime(const DeviceRuntimeOptions& options) {
   r.device = Device::cuda;
   r.description = std::string("cuda: ") + prop.name + " (sm_" + std::to_string(prop.major) +
                   std::to_string(prop.minor) + ")";
+  r.bf16_tensor_cores = prop.major >= 8;
   r.backend = std::make_unique<CudaBackend>(o);
   r.make_training_step = make_cuda_training_step;
   r.make_sampling_loop = make_cuda_sampling_loop;

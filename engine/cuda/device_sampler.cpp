@@ -2,6 +2,8 @@
 // CUDA graphs (device_sampler.h).
 #include "engine/cuda/device_sampler.h"
 
+#include <cuda_bf16.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +18,7 @@
 #include "engine/cuda/nvtx_ranges.h"
 #include "engine/cuda/pinned_buffer.h"
 #include "kernels/check.cuh"
+#include "kernels/convert.cuh"
 #include "kernels/diffusion.cuh"
 
 namespace ddpm {
@@ -51,9 +54,15 @@ class CudaSamplingLoop final : public SamplingLoop {
   CudaBackend& backend_;
   cudaStream_t stream_;
   int64_t batch_, per_image_;
-  float* x_;          // the UNet's `sample` input: x_t, updated in place
-  float* timesteps_;  // the UNet's `timesteps` input
-  const float* model_out_;
+  // x_t, updated in place: the UNet's `sample` input, or in a mixed-precision
+  // graph an fp32 state (x_state_) whose bf16 rounding is the input, written
+  // by each update (the trajectory accumulates in fp32, as PyTorch's
+  // scheduler step does on a bf16 model's output).
+  float* x_;
+  __nv_bfloat16* x_model_ = nullptr;  // the bf16 `sample` input, or null
+  float* timesteps_;                  // the UNet's `timesteps` input
+  const void* model_out_;             // f32, or bf16 with x_model_
+  DeviceBuffer x_state_;
   DeviceBuffer state_, table_;  // k::SamplingState; k::NoiseUpdateStep[table_capacity_]
   size_t table_capacity_ = 0;
   std::vector<k::NoiseUpdateStep> table_host_;  // what table_ holds
@@ -78,6 +87,11 @@ CudaSamplingLoop::CudaSamplingLoop(Executor& ex, const UNetGraph& unet)
   if (g.dtype != DType::f32)
     throw std::invalid_argument(std::string("device sampling loop: the graph is ") +
                                 dtype_name(g.dtype) + "; the CUDA backend runs f32");
+  const Tensor sample = ex.value(unet.sample), prediction = ex.value(unet.prediction);
+  if (sample.dtype != prediction.dtype)
+    throw std::invalid_argument(std::string("device sampling loop: the model reads ") +
+                                dtype_name(sample.dtype) + " and writes " +
+                                dtype_name(prediction.dtype) + "; expected one dtype");
   if (ex.plan().mode != ExecMode::inference)
     throw std::invalid_argument("device sampling loop: the executor must be in inference mode");
   const Shape& shape = g.values[size_t(unet.sample)].shape;
@@ -87,9 +101,15 @@ CudaSamplingLoop::CudaSamplingLoop(Executor& ex, const UNetGraph& unet)
                                 " must have the shape of its input " + shape.str());
   batch_ = shape[0];
   per_image_ = batch_ ? shape.numel() / batch_ : 0;
-  x_ = static_cast<float*>(ex.value(unet.sample).data);
+  if (sample.dtype == DType::bf16) {
+    x_state_ = DeviceBuffer(backend_, size_t(shape.numel()) * sizeof(float));
+    x_ = static_cast<float*>(x_state_.data());
+    x_model_ = static_cast<__nv_bfloat16*>(sample.data);
+  } else {
+    x_ = static_cast<float*>(sample.data);
+  }
   timesteps_ = static_cast<float*>(ex.value(unet.timesteps).data);
-  model_out_ = static_cast<const float*>(ex.value(unet.prediction).data);
+  model_out_ = prediction.data;
   // Every op's scratch now, so that no op grows it (cudaMalloc + sync) in a capture.
   backend_.reserve_workspace(g, /*training=*/false);
   state_ = DeviceBuffer(backend_, sizeof(k::SamplingState));
@@ -133,6 +153,7 @@ SamplingGraph CudaSamplingLoop::resolve(SamplingGraph requested, std::string* wh
 void CudaSamplingLoop::enqueue_prologue() {
   const auto* state = static_cast<const k::SamplingState*>(state_.data());
   k::initial_noise(state, x_, batch_, per_image_, stream_);
+  if (x_model_) k::convert_f32_to_bf16(x_, x_model_, batch_ * per_image_, stream_);
   k::start_sampling(static_cast<const k::NoiseUpdateStep*>(table_.data()),
                     static_cast<k::SamplingState*>(state_.data()), timesteps_, batch_, stream_);
 }
@@ -143,7 +164,12 @@ void CudaSamplingLoop::enqueue_step(std::optional<cudaGraphConditionalHandle> lo
   const auto* table = static_cast<const k::NoiseUpdateStep*>(table_.data());
   auto* state = static_cast<k::SamplingState*>(state_.data());
   ex_.forward(RunContext{0, 0, false});
-  k::noise_update(table, state, model_out_, x_, batch_, per_image_, stream_);
+  if (x_model_)
+    k::noise_update_bf16(table, state, static_cast<const __nv_bfloat16*>(model_out_), x_, x_model_,
+                         batch_, per_image_, stream_);
+  else
+    k::noise_update(table, state, static_cast<const float*>(model_out_), x_, batch_, per_image_,
+                    stream_);
   k::advance_sampling_step(table, state, timesteps_, batch_, loop, stream_);
 }
 

@@ -70,9 +70,10 @@ class DeviceTrainingStep final : public TrainingStep {
                                       {unet_.target, "target"},
                                       {unet_.loss, "loss"}}) {
       const Tensor t = ex_.value(value);
-      if (t.dtype != DType::f32 || t.device != Device::cuda)
+      const bool bf16_sample = value == unet_.sample && t.dtype == DType::bf16;
+      if ((t.dtype != DType::f32 && !bf16_sample) || t.device != Device::cuda)
         throw std::invalid_argument(std::string("cuda training step: the graph's ") + name +
-                                    " is not an f32 CUDA tensor");
+                                    " is not an f32 CUDA tensor (the sample may be bf16)");
     }
     if (ex_.value(unet_.sample).numel() != batch_.batch * c.data.image_size() ||
         ex_.value(unet_.timesteps).numel() != batch_.batch)
@@ -186,9 +187,16 @@ class DeviceTrainingStep final : public TrainingStep {
       const nvtx::Range range("batch: timesteps, flips, q_sample, target", nvtx::Phase::data);
       kernels::begin_training_step(step, t, floats(ex_.value(unet_.timesteps)), flip, batch_,
                                    stream);
-      kernels::prepare_training_batch(uploader_.device_images(), flip, t, sqrt_abar,
-                                      sqrt_one_minus_abar, step, floats(ex_.value(unet_.sample)),
-                                      floats(ex_.value(unet_.target)), batch_, stream);
+      const Tensor sample = ex_.value(unet_.sample);
+      if (sample.dtype == DType::bf16)  // a mixed-precision graph reads x_t in bf16
+        kernels::prepare_training_batch(uploader_.device_images(), flip, t, sqrt_abar,
+                                        sqrt_one_minus_abar, step,
+                                        static_cast<__nv_bfloat16*>(sample.data),
+                                        floats(ex_.value(unet_.target)), batch_, stream);
+      else
+        kernels::prepare_training_batch(uploader_.device_images(), flip, t, sqrt_abar,
+                                        sqrt_one_minus_abar, step, floats(sample),
+                                        floats(ex_.value(unet_.target)), batch_, stream);
     }
     // The kernels read the step from device memory (dropout masks): `step`
     // here is never used, so a replay is keyed on the current step.
@@ -202,7 +210,7 @@ class DeviceTrainingStep final : public TrainingStep {
       ex_.backward(ctx);
     }
     const nvtx::Range range("optimizer: clip, AdamW, EMA", nvtx::Phase::optimizer);
-    updater_.enqueue(ex_.parameters(), ex_.gradients(), step, &state()->norm);
+    updater_.enqueue(ex_.parameters(), ex_.gradients(), step, &state()->norm, ex_.parameter_copy());
     kernels::record_training_metrics(step, floats(ex_.value(unet_.loss)), &state()->norm,
                                      static_cast<TrainingMetrics*>(ring_.data()), capacity_,
                                      stream);

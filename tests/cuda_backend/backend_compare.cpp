@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "engine/checkpoint/half_float.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/executor.h"
 #include "engine/random.h"
@@ -63,13 +64,19 @@ TensorComparison compare(const std::string& what, const std::vector<double>& exa
 std::vector<TensorComparison> compare_backends(const std::function<Graph(DType)>& build,
                                                const CompareOptions& o) {
   const Graph g32 = build(DType::f32), g64 = build(DType::f64);
+  const Graph gcuda = o.build_cuda ? o.build_cuda() : build(DType::f32);
+  EXPECT_EQ(gcuda.values.size(), g32.values.size());
+  if (gcuda.values.size() != g32.values.size()) return {};
   EXPECT_EQ(g32.values.size(), g64.values.size());
   if (g32.values.size() != g64.values.size()) return {};
   CpuBackend cpu;
   CudaBackend gpu(o.cuda);
-  Executor e64(g64, cpu, o.mode), e32(g32, cpu, o.mode), ecuda(g32, gpu, o.mode);
+  Executor e64(g64, cpu, o.mode), e32(g32, cpu, o.mode), ecuda(gcuda, gpu, o.mode);
   Executor* const all[] = {&e64, &e32, &ecuda};
-  auto write_all = [&](ValueId v, const std::vector<double>& values) {
+  auto write_all = [&](ValueId v, std::vector<double> values) {
+    const Value& val = gcuda.values[size_t(v)];
+    if (val.dtype == DType::bf16)
+      for (double& x : values) x = double(bf16_bits_to_f32(f32_to_bf16_bits(float(x))));
     e64.write(v, values);
     e32.write(v, std::vector<float>(values.begin(), values.end()));
     ecuda.write(v, std::vector<float>(values.begin(), values.end()));

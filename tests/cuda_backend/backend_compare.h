@@ -49,6 +49,11 @@ struct CompareOptions {
   // Forward + backward rounds with the same inputs (later rounds check that
   // nothing carries over between steps, e.g. gradients not zeroed).
   int rounds = 1;
+  // The graph the CUDA backend runs instead of build(f32): the same graph
+  // with bf16 activations (mixed precision). Its bf16 inputs and the
+  // parameters it reads in bf16 are rounded to bf16 for all three runs, so
+  // the reference computes from the numbers the CUDA run reads.
+  std::function<Graph()> build_cuda;
 };
 
 struct TensorComparison {
