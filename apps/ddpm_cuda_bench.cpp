@@ -102,6 +102,13 @@ int main(int argc, char** argv) {
   app.add_option("--device", e2e.device, "--e2e: auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  app.add_option("--precision", e2e.precision,
+                 "--e2e: auto, bf16 or fp32: the precision training and sampling run in. bf16: "
+                 "mixed precision (bf16 activations on tensor cores, fp32 master weights; CUDA "
+                 "only). auto: bf16 on a GPU with bf16 tensor cores (compute capability 8.0+), "
+                 "else fp32. Reported in the table and the JSON")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
+      ->capture_default_str();
   app.add_option("--json", json_path, "--e2e: also write the result as JSON to this file");
   app.add_option("--repeats", o.repeats, "Timed launches; the median is reported")
       ->check(CLI::PositiveNumber)
@@ -109,6 +116,10 @@ int main(int argc, char** argv) {
   app.add_option("--conv-impl", o.conv_impls,
                  "Convolution implementations to time: simt, tensor_core, cudnn")
       ->check(CLI::IsMember({"simt", "tensor_core", "cudnn"}))
+      ->capture_default_str();
+  app.add_flag("--bf16,!--no-bf16", o.bf16,
+               "Also time our bf16 kernels against cuDNN / cuBLAS in bf16 (and our fp32 kernels) "
+               "on every shape, checking our outputs against theirs (on by default)")
       ->capture_default_str();
   app.add_flag("--list", list, "Print the shapes and their FLOPs and exit (no GPU needed)");
   app.add_option("--markdown", markdown, "Also write the result table to this file");
@@ -138,9 +149,15 @@ int main(int argc, char** argv) {
       return 0;
     }
     o.model = config_path.empty() ? "DDPM CIFAR-10 UNet" : config_path;
-    const std::string table = ddpm::bench::run_kernel_bench(shapes, o, std::cout);
-    if (!markdown.empty()) ddpm::write_file_atomically(markdown, table);
-    if (!performance_md.empty()) ddpm::bench::replace_marked_section(performance_md, table);
+    const auto result = ddpm::bench::run_kernel_bench(shapes, o, std::cout);
+    if (!markdown.empty()) ddpm::write_file_atomically(markdown, result.table);
+    if (!performance_md.empty()) ddpm::bench::replace_marked_section(performance_md, result.table);
+    if (result.mismatches > 0 || result.failures > 0) {
+      std::cerr << "ddpm_cuda_bench: error: bf16 rows: " << result.mismatches
+                << " disagree with their reference (MISMATCH in the table), " << result.failures
+                << " where our kernel failed\n";
+      return 1;
+    }
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "ddpm_cuda_bench: error: " << e.what() << "\n";

@@ -57,6 +57,13 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  app.add_option("--precision", o.precision,
+                 "auto, bf16 or fp32. bf16: mixed precision (the UNet's activations in bf16 on "
+                 "tensor cores, its weights rounded to bf16 from the fp32 checkpoint; x_t kept "
+                 "in fp32 between steps; CUDA only). auto: bf16 on a GPU with bf16 tensor cores "
+                 "(compute capability 8.0+), else fp32")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
+      ->capture_default_str();
   app.add_flag("--print-model", o.print_model,
                "Print the model summary and planned memory, then exit");
   app.footer(

@@ -31,6 +31,15 @@ int main(int argc, char** argv) {
   app.add_option("--device", t.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  app.add_option("--precision", t.precision,
+                 "auto, bf16 or fp32. bf16: mixed precision (bf16 activations on tensor cores, "
+                 "fp32 master weights, optimizer state and EMA; CUDA only). auto: bf16 on a GPU "
+                 "with bf16 tensor cores (compute capability 8.0+), else fp32. Overrides the "
+                 "config's training.precision; recorded in metrics.jsonl and the checkpoint; on "
+                 "--resume this run's choice applies (a warning if it differs from the "
+                 "checkpoint's)")
+      ->check(CLI::IsMember({"auto", "bf16", "fp32"}))
+      ->capture_default_str();
   std::string graph = "on";
   app.add_flag("--check-numerics", t.check_numerics,
                "Check every op's output and gradient for NaN/inf and stop at the first op that "
@@ -52,9 +61,10 @@ int main(int argc, char** argv) {
   app.add_flag("--smoke", smoke,
                "Train the built-in tiny denoiser on synthetic images (a quick check)");
   app.footer(
-      "Outputs in the run folder: train_config.json, metrics.jsonl (a JSON line per step),\n"
-      "samples/step_NNNNNNN.png, checkpoint/ (a diffusers DDPMPipeline with the EMA weights,\n"
-      "plus training_state.safetensors for --resume). Ctrl-C saves a checkpoint and exits.\n"
+      "Outputs in the run folder: train_config.json, metrics.jsonl (a JSON line per step,\n"
+      "with its precision), samples/step_NNNNNNN.png, checkpoint/ (a diffusers DDPMPipeline\n"
+      "with the EMA weights, plus training_state.safetensors for --resume). Ctrl-C saves a\n"
+      "checkpoint and exits.\n"
       "--device auto or cuda trains on the GPU when this build has CUDA and one is present;\n"
       "otherwise on the CPU. On the GPU the whole step stays on the device (the host only\n"
       "gathers the batch's images, on a thread, while the step before runs); the loss and\n"
@@ -62,6 +72,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (smoke) {
+      if (t.precision == "bf16")
+        throw std::invalid_argument(
+            "--smoke trains the built-in tiny denoiser on the CPU in fp32; "
+            "--precision bf16 does not apply");
       if (*steps_opt) s.steps = int(steps);
       if (*batch_opt) s.batch = batch;
       if (*seed_opt) s.seed = seed;

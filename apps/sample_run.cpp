@@ -32,6 +32,9 @@ int run_sampling(const SampleOptions& o) {
       window, 1, total_steps,
       std::to_string(batches) + " batches of " + std::to_string(o.steps) + " steps");
   const DeviceRuntime dev = make_device_runtime(o.device, std::cout);
+  std::string precision_why;
+  const std::string precision = resolve_precision(o.precision, dev, &precision_why);
+  std::cout << "precision: " << precision << " (" << precision_why << ")" << std::endl;
   // The folder's scheduler, else diffusers' DDPMScheduler defaults; flags override.
   SchedulerConfig sc = model.scheduler.value_or(SchedulerConfig{});
   if (!model.scheduler)
@@ -50,6 +53,7 @@ int run_sampling(const SampleOptions& o) {
 
   UNetBuildOptions bo;
   bo.batch = batch;
+  if (precision == "bf16") bo.activations = DType::bf16;
   const UNetGraph unet = build_unet(mc, bo);
   Executor ex(unet.graph, *dev.backend, ExecMode::inference);
   load_unet_weights(model, ex);

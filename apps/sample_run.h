@@ -21,6 +21,9 @@ struct SampleOptions {
   std::filesystem::path out = "samples.png";
   int64_t columns = 0;  // 0: ceil(sqrt(num))
   std::string device = "auto";
+  // "auto", "bf16" or "fp32" (resolve_precision): bf16 builds the UNet with
+  // bf16 activations (UNetBuildOptions::activations).
+  std::string precision = "auto";
   // The CUDA backend's sampling loop: "auto" (loop where supported, else
   // step), "off", "step" or "loop" (engine/sampler.h's SamplingGraph).
   std::string graph = "auto";

@@ -48,6 +48,24 @@ void write_grid(const fs::path& path, const std::vector<float>& images, const UN
                             columns));
 }
 
+// --precision resolved against the device and printed under the device
+// line. On --resume the flag decides; a checkpoint recorded in another
+// precision is worth a warning (its fp32 master weights resume either way).
+std::string resolve_and_report_precision(const std::string& requested, const DeviceRuntime& dev,
+                                         const fs::path& resume_dir) {
+  std::string why;
+  const std::string precision = resolve_precision(requested, dev, &why);
+  std::cout << "precision: " << precision << " (" << why << ")" << std::endl;
+  if (!resume_dir.empty()) {
+    const std::string recorded = checkpoint_train_config(resume_dir).training.precision;
+    if (recorded != precision)
+      std::cerr << "warning: the checkpoint was trained in " << recorded
+                << "; this run continues in " << precision << " (--precision " << requested << ")"
+                << std::endl;
+  }
+  return precision;
+}
+
 }  // namespace
 
 int run_training(const TrainOptions& o) {
@@ -78,6 +96,8 @@ int run_training(const TrainOptions& o) {
     check_profile_steps(window, 1, config.training.steps,
                         "this run trains steps 1 to " + std::to_string(config.training.steps));
   const DeviceRuntime dev = make_device_runtime(o.device, std::cout);
+  // Before the run folder is made: bf16 on the CPU is an error.
+  config.training.precision = resolve_and_report_precision(o.precision, dev, resume_dir);
   const fs::path out = !o.out.empty()        ? o.out
                        : !resume_dir.empty() ? resume_dir.parent_path()
                                              : fs::path("runs") / o.config.stem();
@@ -173,12 +193,14 @@ int run_training(const TrainOptions& o) {
       if (!(std::isfinite(m.loss) && std::isfinite(m.grad_norm)) && !not_finite) not_finite = m;
       loss_sum += m.loss;
       ++loss_count;
-      metrics << nlohmann::json{{"step", m.step},           {"loss", m.loss},
-                                {"grad_norm", m.grad_norm}, {"lr", m.learning_rate},
-                                {"ema_decay", m.ema_decay}, {"img_per_s", img_s},
-                                {"time_s", time_s}}
-                     .dump()
-              << "\n";
+      // The precision in every line: a resumed run may change it.
+      metrics
+          << nlohmann::json{{"step", m.step},           {"loss", m.loss},
+                            {"grad_norm", m.grad_norm}, {"lr", m.learning_rate},
+                            {"ema_decay", m.ema_decay}, {"img_per_s", img_s},
+                            {"time_s", time_s},         {"precision", config.training.precision}}
+                 .dump()
+          << "\n";
     }
     metrics.flush();
     if (not_finite) {

@@ -16,6 +16,10 @@ struct TrainOptions {
   std::optional<int64_t> steps, batch;
   std::optional<uint64_t> seed;
   std::string device = "auto";
+  // --precision: "auto", "bf16" or "fp32", resolved against the device
+  // (resolve_precision) into config.training.precision before the Trainer
+  // is built; it overrides the config's and, on --resume, the checkpoint's.
+  std::string precision = "auto";
   // CUDA: the whole training step captured once as a CUDA graph and replayed
   // (true), or launched eagerly; bitwise the same results. The CPU ignores it.
   bool graph = true;

@@ -3,8 +3,8 @@
 // The detail::conv2d_cudnn_* functions of conv2d_internal.cuh, through
 // cuDNN 9's legacy convolution API in fp32.
 //
-//   - libcudnn.so.9 is opened with dlopen at first use (dynamic_library.h),
-//     never linked; only types and enums come from cudnn.h. Unavailable (with
+//   - libcudnn.so.9 is opened with dlopen at first use (cudnn_api.h, shared
+//     with the bf16 baseline), never linked. Unavailable (with
 //     the reason) when it cannot be loaded, has no device, or cannot create a
 //     handle or load its convolution sub-library.
 //   - Layouts map directly: x and y are CUDNN_TENSOR_NHWC tensors (dims given
@@ -37,8 +37,6 @@
 //     static destructors could run after the CUDA runtime shut down).
 // Workspace layout: [padded x or dx (asymmetric pads only), 256-aligned]
 // [cuDNN's workspace for the operation's algorithm].
-#include <cudnn.h>
-
 #include <algorithm>
 #include <array>
 #include <iterator>
@@ -47,12 +45,12 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "kernels/check.cuh"
 #include "kernels/conv2d_internal.cuh"
+#include "kernels/cudnn_api.h"
 #include "kernels/dynamic_library.h"
 #include "kernels/emulation/launch.h"
 #include "kernels/reduce.cuh"
@@ -65,167 +63,6 @@ namespace {
 // Algorithms asking for more scratch than this are passed over (FFT-style
 // algorithms can ask for gigabytes at training batch sizes).
 constexpr size_t kMaxAlgorithmWorkspace = size_t(512) << 20;
-
-// ---------------------------------------------------------------- the library
-
-// The functions we call, resolved once per process.
-struct CudnnApi {
-  decltype(&cudnnGetVersion) get_version = nullptr;
-  decltype(&cudnnGetErrorString) error_string = nullptr;
-  decltype(&cudnnGetLastErrorString) last_error_string = nullptr;
-  decltype(&cudnnCreate) create = nullptr;
-  decltype(&cudnnSetStream) set_stream = nullptr;
-  decltype(&cudnnCreateTensorDescriptor) create_tensor = nullptr;
-  decltype(&cudnnDestroyTensorDescriptor) destroy_tensor = nullptr;
-  decltype(&cudnnSetTensor4dDescriptor) set_tensor_4d = nullptr;
-  decltype(&cudnnCreateFilterDescriptor) create_filter = nullptr;
-  decltype(&cudnnDestroyFilterDescriptor) destroy_filter = nullptr;
-  decltype(&cudnnSetFilter4dDescriptor) set_filter_4d = nullptr;
-  decltype(&cudnnCreateConvolutionDescriptor) create_convolution = nullptr;
-  decltype(&cudnnDestroyConvolutionDescriptor) destroy_convolution = nullptr;
-  decltype(&cudnnSetConvolution2dDescriptor) set_convolution_2d = nullptr;
-  decltype(&cudnnSetConvolutionMathType) set_math_type = nullptr;
-  decltype(&cudnnGetConvolution2dForwardOutputDim) forward_output_dim = nullptr;
-  decltype(&cudnnGetConvolutionForwardAlgorithmMaxCount) forward_algorithm_count = nullptr;
-  decltype(&cudnnGetConvolutionForwardAlgorithm_v7) forward_algorithms = nullptr;
-  decltype(&cudnnGetConvolutionForwardWorkspaceSize) forward_workspace = nullptr;
-  decltype(&cudnnConvolutionForward) forward = nullptr;
-  decltype(&cudnnGetConvolutionBackwardDataAlgorithmMaxCount) data_algorithm_count = nullptr;
-  decltype(&cudnnGetConvolutionBackwardDataAlgorithm_v7) data_algorithms = nullptr;
-  decltype(&cudnnGetConvolutionBackwardDataWorkspaceSize) data_workspace = nullptr;
-  decltype(&cudnnConvolutionBackwardData) backward_data = nullptr;
-  decltype(&cudnnGetConvolutionBackwardFilterAlgorithmMaxCount) filter_algorithm_count = nullptr;
-  decltype(&cudnnGetConvolutionBackwardFilterAlgorithm_v7) filter_algorithms = nullptr;
-  decltype(&cudnnGetConvolutionBackwardFilterWorkspaceSize) filter_workspace = nullptr;
-  decltype(&cudnnConvolutionBackwardFilter) backward_filter = nullptr;
-  decltype(&cudnnAddTensor) add_tensor = nullptr;
-  decltype(&cudnnConvolutionBackwardBias) backward_bias = nullptr;
-  std::string error;  // why the library is unusable; empty when it loaded
-};
-
-const CudnnApi& cudnn() {
-  static const CudnnApi api = [] {
-    CudnnApi a;
-    static const DynamicLibrary lib{"libcudnn.so.9"};
-    if (!lib.loaded()) {
-      a.error = "cannot load libcudnn.so.9 (" + lib.error() + ")";
-      return a;
-    }
-    try {
-#define DDPM_CUDNN_SYMBOL(field, name) a.field = lib.symbol<decltype(a.field)>(#name)
-      DDPM_CUDNN_SYMBOL(get_version, cudnnGetVersion);
-      DDPM_CUDNN_SYMBOL(error_string, cudnnGetErrorString);
-      DDPM_CUDNN_SYMBOL(last_error_string, cudnnGetLastErrorString);
-      DDPM_CUDNN_SYMBOL(create, cudnnCreate);
-      DDPM_CUDNN_SYMBOL(set_stream, cudnnSetStream);
-      DDPM_CUDNN_SYMBOL(create_tensor, cudnnCreateTensorDescriptor);
-      DDPM_CUDNN_SYMBOL(destroy_tensor, cudnnDestroyTensorDescriptor);
-      DDPM_CUDNN_SYMBOL(set_tensor_4d, cudnnSetTensor4dDescriptor);
-      DDPM_CUDNN_SYMBOL(create_filter, cudnnCreateFilterDescriptor);
-      DDPM_CUDNN_SYMBOL(destroy_filter, cudnnDestroyFilterDescriptor);
-      DDPM_CUDNN_SYMBOL(set_filter_4d, cudnnSetFilter4dDescriptor);
-      DDPM_CUDNN_SYMBOL(create_convolution, cudnnCreateConvolutionDescriptor);
-      DDPM_CUDNN_SYMBOL(destroy_convolution, cudnnDestroyConvolutionDescriptor);
-      DDPM_CUDNN_SYMBOL(set_convolution_2d, cudnnSetConvolution2dDescriptor);
-      DDPM_CUDNN_SYMBOL(set_math_type, cudnnSetConvolutionMathType);
-      DDPM_CUDNN_SYMBOL(forward_output_dim, cudnnGetConvolution2dForwardOutputDim);
-      DDPM_CUDNN_SYMBOL(forward_algorithm_count, cudnnGetConvolutionForwardAlgorithmMaxCount);
-      DDPM_CUDNN_SYMBOL(forward_algorithms, cudnnGetConvolutionForwardAlgorithm_v7);
-      DDPM_CUDNN_SYMBOL(forward_workspace, cudnnGetConvolutionForwardWorkspaceSize);
-      DDPM_CUDNN_SYMBOL(forward, cudnnConvolutionForward);
-      DDPM_CUDNN_SYMBOL(data_algorithm_count, cudnnGetConvolutionBackwardDataAlgorithmMaxCount);
-      DDPM_CUDNN_SYMBOL(data_algorithms, cudnnGetConvolutionBackwardDataAlgorithm_v7);
-      DDPM_CUDNN_SYMBOL(data_workspace, cudnnGetConvolutionBackwardDataWorkspaceSize);
-      DDPM_CUDNN_SYMBOL(backward_data, cudnnConvolutionBackwardData);
-      DDPM_CUDNN_SYMBOL(filter_algorithm_count, cudnnGetConvolutionBackwardFilterAlgorithmMaxCount);
-      DDPM_CUDNN_SYMBOL(filter_algorithms, cudnnGetConvolutionBackwardFilterAlgorithm_v7);
-      DDPM_CUDNN_SYMBOL(filter_workspace, cudnnGetConvolutionBackwardFilterWorkspaceSize);
-      DDPM_CUDNN_SYMBOL(backward_filter, cudnnConvolutionBackwardFilter);
-      DDPM_CUDNN_SYMBOL(add_tensor, cudnnAddTensor);
-      DDPM_CUDNN_SYMBOL(backward_bias, cudnnConvolutionBackwardBias);
-#undef DDPM_CUDNN_SYMBOL
-    } catch (const std::exception& e) {
-      a.error = e.what();
-      return a;
-    }
-    if (const size_t version = a.get_version(); version / 10000 != 9)
-      a.error = "libcudnn.so.9 reports version " + std::to_string(version) + ", expected 9.x";
-    return a;
-  }();
-  return api;
-}
-
-void cudnn_check(cudnnStatus_t status, const char* call) {
-  if (status == CUDNN_STATUS_SUCCESS) return;
-  std::string detail(512, '\0');
-  cudnn().last_error_string(detail.data(), detail.size());
-  if (const size_t end = detail.find('\0'); end != std::string::npos) detail.resize(end);
-  throw std::runtime_error(std::string("cuDNN ") + call +
-                           " failed: " + cudnn().error_string(status) +
-                           (detail.empty() ? "" : " (" + detail + ")"));
-}
-
-// This thread's handle on the current device, created at first use. Creating
-// it also loads the convolution sub-library (a query of it), so a missing
-// libcudnn_cnn shows here rather than at the first convolution.
-cudnnHandle_t thread_handle() {
-  int device = 0;
-  DDPM_CUDA_CHECK(cudaGetDevice(&device));
-  thread_local std::unordered_map<int, cudnnHandle_t> handles;
-  if (const auto it = handles.find(device); it != handles.end()) return it->second;
-  cudnnHandle_t handle = nullptr;
-  cudnn_check(cudnn().create(&handle), "cudnnCreate");
-  int count = 0;
-  cudnn_check(cudnn().forward_algorithm_count(handle, &count),
-              "cudnnGetConvolutionForwardAlgorithmMaxCount");
-  handles.emplace(device, handle);
-  return handle;
-}
-
-// ---------------------------------------------------------------- descriptors
-
-class TensorDescriptor {
- public:
-  TensorDescriptor() { cudnn_check(cudnn().create_tensor(&d_), "cudnnCreateTensorDescriptor"); }
-  ~TensorDescriptor() { cudnn().destroy_tensor(d_); }
-  TensorDescriptor(const TensorDescriptor&) = delete;
-  TensorDescriptor& operator=(const TensorDescriptor&) = delete;
-  // dims n, c, h, w of a tensor stored with the given layout.
-  void set(cudnnTensorFormat_t format, int64_t n, int64_t c, int64_t h, int64_t w) {
-    cudnn_check(cudnn().set_tensor_4d(d_, format, CUDNN_DATA_FLOAT, int(n), int(c), int(h), int(w)),
-                "cudnnSetTensor4dDescriptor");
-  }
-  cudnnTensorDescriptor_t get() const { return d_; }
-
- private:
-  cudnnTensorDescriptor_t d_ = nullptr;
-};
-
-class FilterDescriptor {
- public:
-  FilterDescriptor() { cudnn_check(cudnn().create_filter(&d_), "cudnnCreateFilterDescriptor"); }
-  ~FilterDescriptor() { cudnn().destroy_filter(d_); }
-  FilterDescriptor(const FilterDescriptor&) = delete;
-  FilterDescriptor& operator=(const FilterDescriptor&) = delete;
-  cudnnFilterDescriptor_t get() const { return d_; }
-
- private:
-  cudnnFilterDescriptor_t d_ = nullptr;
-};
-
-class ConvolutionDescriptor {
- public:
-  ConvolutionDescriptor() {
-    cudnn_check(cudnn().create_convolution(&d_), "cudnnCreateConvolutionDescriptor");
-  }
-  ~ConvolutionDescriptor() { cudnn().destroy_convolution(d_); }
-  ConvolutionDescriptor(const ConvolutionDescriptor&) = delete;
-  ConvolutionDescriptor& operator=(const ConvolutionDescriptor&) = delete;
-  cudnnConvolutionDescriptor_t get() const { return d_; }
-
- private:
-  cudnnConvolutionDescriptor_t d_ = nullptr;
-};
 
 // What cuDNN sees of a shape: the input (zero-padded in the workspace when
 // the pads are asymmetric) and its symmetric pads.
@@ -472,7 +309,10 @@ struct Call {
   void* cudnn_scratch;  // cuDNN's workspace
 
   Call(const Conv2dShape& s, void* workspace, cudaStream_t stream)
-      : geo(geometry(s)), desc(s, geo), handle(thread_handle()), algo(algorithms(s, handle, desc)) {
+      : geo(geometry(s)),
+        desc(s, geo),
+        handle(cudnn_thread_handle()),
+        algo(algorithms(s, handle, desc)) {
     cudnn_check(cudnn().set_stream(handle, stream), "cudnnSetStream");
     char* base = static_cast<char*>(workspace);
     padded = geo.explicit_pad ? reinterpret_cast<float*>(base) : nullptr;
@@ -487,7 +327,7 @@ constexpr float kOne = 1.0f, kZero = 0.0f;
 bool conv2d_cudnn_available(std::string* reason) {
   if (!vendor_library_usable(cudnn().error, reason)) return false;
   try {
-    thread_handle();
+    cudnn_thread_handle();
   } catch (const std::exception& e) {
     if (reason) *reason = e.what();
     return false;
@@ -498,7 +338,7 @@ bool conv2d_cudnn_available(std::string* reason) {
 size_t conv2d_cudnn_workspace_bytes(const Conv2dShape& s) {
   const Geometry geo = geometry(s);
   const Descriptors desc(s, geo);
-  const cudnnHandle_t handle = thread_handle();
+  const cudnnHandle_t handle = cudnn_thread_handle();
   return workspace_align(geo.padded_bytes) + algorithms(s, handle, desc).max_bytes();
 }
 

@@ -16,6 +16,10 @@
 //   - Row-major C[m, n] is column-major C^T [n, m] = op(B)^T op(A)^T, so the
 //     call is sgemm(op_b, op_a, n, m, k, B, A, C) with the leading dimensions
 //     of the stored (row-major) arrays.
+//   - The bf16 baseline of vendor_bf16.h (gemm_cublas_bf16) is the same call
+//     through cublasGemmEx: A and B CUDA_R_16BF, C bf16 or fp32,
+//     CUBLAS_COMPUTE_32F (fp32 accumulation; cuBLAS uses tensor cores for bf16
+//     inputs under the default math mode), CUBLAS_GEMM_DEFAULT, no bias.
 //   - Bias: C is prefilled with the bias rows (C += bias when accumulating)
 //     by a small broadcast kernel, then beta = 1. Without bias beta is 1 when
 //     accumulating, else 0 (cuBLAS then never reads C). k = 0 never reaches
@@ -25,12 +29,14 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include "kernels/check.cuh"
 #include "kernels/dynamic_library.h"
 #include "kernels/emulation/launch.h"
 #include "kernels/gemm_internal.cuh"
 #include "kernels/vector_io.cuh"
+#include "kernels/vendor_bf16.h"
 
 namespace ddpm::kernels::detail {
 
@@ -42,6 +48,12 @@ struct CublasApi {
   decltype(&cublasSetStream_v2) set_stream = nullptr;
   decltype(&cublasSetMathMode) set_math_mode = nullptr;
   decltype(&cublasSgemm_v2) sgemm = nullptr;
+  // The exported cublasGemmEx (C++ sees a second, inline overload taking a
+  // cudaDataType compute type, hence the explicit type).
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void*, const void*, cudaDataType, int, const void*, cudaDataType,
+                            int, const void*, void*, cudaDataType, int, cublasComputeType_t,
+                            cublasGemmAlgo_t) = nullptr;
   decltype(&cublasGetStatusString) status_string = nullptr;
   std::string error;  // why the library is unusable; empty when it loaded
 };
@@ -59,6 +71,7 @@ const CublasApi& cublas() {
       a.set_stream = lib.symbol<decltype(a.set_stream)>("cublasSetStream_v2");
       a.set_math_mode = lib.symbol<decltype(a.set_math_mode)>("cublasSetMathMode");
       a.sgemm = lib.symbol<decltype(a.sgemm)>("cublasSgemm_v2");
+      a.gemm_ex = lib.symbol<decltype(a.gemm_ex)>("cublasGemmEx");
       a.status_string = lib.symbol<decltype(a.status_string)>("cublasGetStatusString");
     } catch (const std::exception& e) {
       a.error = e.what();
@@ -133,3 +146,58 @@ void gemm_cublas(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, co
 }
 
 }  // namespace ddpm::kernels::detail
+
+namespace ddpm::kernels {
+
+namespace {
+
+// vendor_bf16.h's gemm_cublas_bf16, C of type c_type.
+void gemm_ex_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                  const __nv_bfloat16* a, const __nv_bfloat16* b, void* c, cudaDataType_t c_type,
+                  cudaStream_t stream) {
+  constexpr int64_t kMax = (int64_t(1) << 31) - 1;
+  for (const auto& [name, v] : {std::pair{"m", m}, std::pair{"n", n}, std::pair{"k", k}})
+    if (v < 0 || v > kMax)
+      throw std::invalid_argument(std::string("gemm_cublas_bf16: ") + name + " is " +
+                                  std::to_string(v) + ", expected 0 .. 2^31 - 1");
+  std::string why;
+  if (!detail::gemm_cublas_available(&why))
+    throw std::runtime_error("gemm_cublas_bf16: cuBLAS unavailable: " + why);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty product
+    const size_t bytes = c_type == CUDA_R_32F ? sizeof(float) : sizeof(__nv_bfloat16);
+    DDPM_CUDA_CHECK(cudaMemsetAsync(c, 0, size_t(m * n) * bytes, stream));
+    return;
+  }
+  const cublasHandle_t handle = detail::thread_handle();
+  detail::cublas_check(detail::cublas().set_stream(handle, stream), "cublasSetStream_v2");
+  // As gemm_cublas: row-major C = column-major C^T = op(B)^T op(A)^T.
+  const float alpha = 1.0f, beta = 0.0f;  // float: the scale type of CUBLAS_COMPUTE_32F
+  const int lda = int(trans_a ? m : k), ldb = int(trans_b ? k : n), ldc = int(n);
+  detail::cublas_check(
+      detail::cublas().gemm_ex(handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                               trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, int(n), int(m), int(k), &alpha,
+                               b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta, c, c_type, ldc,
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+      "cublasGemmEx");
+}
+
+}  // namespace
+
+bool cublas_bf16_available(std::string* reason) {
+  return detail::gemm_cublas_available(reason);
+}
+
+void gemm_cublas_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                      const __nv_bfloat16* a, const __nv_bfloat16* b, __nv_bfloat16* c,
+                      cudaStream_t stream) {
+  gemm_ex_bf16(trans_a, trans_b, m, n, k, a, b, c, CUDA_R_16BF, stream);
+}
+
+void gemm_cublas_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                      const __nv_bfloat16* a, const __nv_bfloat16* b, float* c,
+                      cudaStream_t stream) {
+  gemm_ex_bf16(trans_a, trans_b, m, n, k, a, b, c, CUDA_R_32F, stream);
+}
+
+}  // namespace ddpm::kernels

@@ -8,8 +8,10 @@ x_T noise (Philox, reproduced in numpy by tools/gen_golden.py) and the UNet in
 float64; the script prints the largest difference from the engine's .npy.
 
   ./build/apps/ddpm_cuda_sample --model RUN/checkpoint --scheduler ddim --steps 50 \\
-      --num 16 --seed 0 --out RUN/grid.png
+      --num 16 --seed 0 --precision fp32 --out RUN/grid.png
   tools/.venv/bin/python tools/check_diffusers_roundtrip.py RUN/checkpoint RUN/grid.npy --steps 50
+(--precision fp32: on a GPU the default is bf16, whose images differ from
+diffusers' float64 loop by bf16 rounding, not by 1e-6.)
 """
 import argparse
 import pathlib

@@ -31,6 +31,9 @@
 #             eager-fp32,compile-fp32) in the same call, then the ratios ours /
 #             PyTorch (tools/bench_ratios.py). Needs diffusers: the wheels of
 #             tools/fetch_wheels.sh carried in .whl/ are installed here.
+# The apps run at their default --precision auto: bf16 mixed precision on the
+# H100/H200 (graphs, e2e), so the graph-mode comparisons and the e2e figures are
+# bf16's; E2E_ARGS="--precision fp32" times the fp32 path instead.
 # For issue 10's GPU run: bash tools/gpu_check.sh --only graphs,profile,e2e,pytorch
 # (about 5 minutes on an H200 by estimate: the e2e bench is capped at 240 s,
 # PyTorch at the time left).

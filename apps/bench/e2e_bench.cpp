@@ -173,6 +173,7 @@ SamplingRun time_sampling(const TrainConfig& c, DeviceRuntime& dev, int64_t batc
   const bool cuda = dev.device == Device::cuda;
   UNetBuildOptions bo;
   bo.batch = batch;
+  bo.activations = activation_dtype(c.training);
   const UNetGraph unet = build_unet(c.model, bo);
   Executor ex(unet.graph, *dev.backend, ExecMode::inference);
   ex.init_parameters(c.training.seed);
@@ -239,6 +240,11 @@ json run_e2e_bench(const E2eOptions& o, const DeviceProbes& probes, std::ostream
 
   DeviceRuntime dev = make_device_runtime(o.device, log);
   const bool cuda = dev.device == Device::cuda;
+  // Every phase runs at this precision: the Trainer reads it from the config,
+  // the sampling graphs from activation_dtype.
+  std::string precision_why;
+  config.training.precision = resolve_precision(o.precision, dev, &precision_why);
+  log << "precision: " << config.training.precision << " (" << precision_why << ")" << std::endl;
   MemoryMeter memory{probes, cuda, std::nullopt};
   if (cuda && probes.memory_in_use_bytes) memory.base = probes.memory_in_use_bytes();
   const Counted counted{probes, cuda};
@@ -247,6 +253,8 @@ json run_e2e_bench(const E2eOptions& o, const DeviceProbes& probes, std::ostream
   r["bench"] = "ddpm_cuda_bench --e2e";
   r["config"] = o.config.string();
   r["device"] = dev.description;
+  r["precision"] = config.training.precision;
+  r["precision_reason"] = precision_why;
   r["cpu_threads"] = omp_get_max_threads();
   r["launch_counts"] = cuda && probes.counts ? probes.launches_how : "not counted on this device";
   if (cuda && probes.emulated)

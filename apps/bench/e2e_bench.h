@@ -9,6 +9,8 @@
 //     and the kernel nodes of one captured UNet forward (any CUDA runtime);
 //   - device memory in use per phase (cudaMemGetInfo; not under the emulator);
 //   - whether the modes gave bitwise the same parameters / images.
+// Every phase runs at one precision (--precision resolved: bf16 mixed
+// precision or fp32), recorded in the result.
 // The result is JSON (written with --json) and a table (e2e_report.h).
 #pragma once
 
@@ -34,6 +36,9 @@ struct E2eOptions {
   int64_t warmup = 2;            // untimed training steps first (capture, first use)
   int64_t b1_steps = 50;         // batch-1 sampling steps timed per mode
   std::string device = "auto";
+  // "auto", "bf16" or "fp32" (resolve_precision): the precision every phase
+  // trains and samples in, reported as the result's "precision".
+  std::string precision = "auto";
   // Training images: synthetic (random, the model's shape; no dataset needed:
   // the GPU machines have none) or the config's dataset.
   bool config_data = false;

@@ -39,6 +39,9 @@ std::string e2e_table(const json& r) {
   std::string out = "ddpm_cuda_bench --e2e: " + r.value("config", std::string()) + " on " +
                     r.value("device", std::string()) + " (" +
                     std::to_string(r.value("parameters", int64_t(0))) + " parameters)\n";
+  out += "precision: " + r.value("precision", std::string("-"));
+  if (r.contains("precision_reason")) out += " (" + r["precision_reason"].get<std::string>() + ")";
+  out += "\n";
   if (r.contains("train")) {
     const json& t = r["train"];
     out += "\ntraining, batch " + std::to_string(t.value("batch", 0)) + "\n";

@@ -15,8 +15,9 @@
 #include <utility>
 #include <vector>
 
+#include "apps/bench/device_buffer.h"
+#include "apps/bench/kernel_bench_bf16.h"
 #include "apps/bench/kernel_timer.h"
-#include "engine/random.h"
 #include "kernels/attention.cuh"
 #include "kernels/check.cuh"
 #include "kernels/conv2d.cuh"
@@ -27,52 +28,18 @@ namespace ddpm::bench {
 
 namespace {
 
-// Device memory filled with small random values (uniform in [-1, 1): the
-// time of fp32 FMA and tensor-core kernels does not depend on the data, but
-// NaNs or denormals could).
+// fp32 device memory of random values (device_buffer.h: uniform in [-1, 1)).
 class Buffer {
  public:
-  explicit Buffer(size_t floats, uint64_t seed = 0) : n_(floats) {
-    if (n_ == 0) return;
-    DDPM_CUDA_CHECK(cudaMalloc(&p_, n_ * sizeof(float)));
-    // One block of draws, tiled: filling 10^8 floats draw by draw would take
-    // longer than the timing itself.
-    std::vector<float> block(std::min<size_t>(n_, size_t(1) << 20));
-    Philox rng(seed, 11);
-    for (float& v : block) v = float(2 * rng.uniform() - 1);
-    for (size_t at = 0; at < n_; at += block.size()) {
-      const size_t count = std::min(block.size(), n_ - at);
-      DDPM_CUDA_CHECK(
-          cudaMemcpy(get() + at, block.data(), count * sizeof(float), cudaMemcpyHostToDevice));
-    }
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() {
-    if (p_) cudaFree(p_);
-  }
-  float* get() const { return static_cast<float*>(p_); }
+  explicit Buffer(size_t floats, uint64_t seed = 0)
+      : b_(random_buffer(floats, seed, Element::f32, /*bf16_values=*/false)) {}
+  float* get() const { return b_.as<float>(); }
 
  private:
-  size_t n_ = 0;
-  void* p_ = nullptr;
+  DeviceBuffer b_;
 };
 
-class Workspace {
- public:
-  explicit Workspace(size_t bytes) {
-    if (bytes) DDPM_CUDA_CHECK(cudaMalloc(&p_, bytes));
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  ~Workspace() {
-    if (p_) cudaFree(p_);
-  }
-  void* get() const { return p_; }
-
- private:
-  void* p_ = nullptr;
-};
+using Workspace = DeviceBuffer;
 
 std::string fmt(const char* f, double v) {
   char buf[64];
@@ -287,8 +254,8 @@ std::string render(const std::vector<Result>& all, const BenchOptions& o, const 
 
 }  // namespace
 
-std::string run_kernel_bench(const ModelShapes& shapes, const BenchOptions& options,
-                             std::ostream& progress) {
+KernelBenchResult run_kernel_bench(const ModelShapes& shapes, const BenchOptions& options,
+                                   std::ostream& progress) {
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     cudaGetLastError();
@@ -307,9 +274,17 @@ std::string run_kernel_bench(const ModelShapes& shapes, const BenchOptions& opti
   }
   for (const AttentionLayer& a : shapes.attentions) bench.attention(a);
   for (const LinearLayer& l : shapes.linears) bench.linear(l);
-  const std::string table = render(bench.results(), options, card, shapes.convs);
-  progress << "\n" << table;
-  return table;
+  KernelBenchResult result;
+  result.table = render(bench.results(), options, card, shapes.convs);
+  if (options.bf16) {
+    const std::vector<Bf16Row> rows = run_bf16_bench(shapes, options, progress);
+    result.table += render_bf16_section(rows, options.batch, options.warmup, options.repeats,
+                                        bf16_bench_fp32_conv_name());
+    result.mismatches = count_mismatches(rows);
+    result.failures = count_failures(rows);
+  }
+  progress << "\n" << result.table;
+  return result;
 }
 
 }  // namespace ddpm::bench

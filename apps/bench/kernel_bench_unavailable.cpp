@@ -13,7 +13,7 @@
 
 namespace ddpm::bench {
 
-std::string run_kernel_bench(const ModelShapes&, const BenchOptions&, std::ostream&) {
+KernelBenchResult run_kernel_bench(const ModelShapes&, const BenchOptions&, std::ostream&) {
   throw std::runtime_error(std::string(DDPM_KERNEL_BENCH_UNAVAILABLE) +
                            "; --list and --e2e still work");
 }

@@ -51,35 +51,30 @@ class OpEnv {
   size_t workspace_bytes(const Params& p, std::span<const Shape> inputs, bool training, \
                          const OpEnv& env);
 
-DDPM_CUDA_OP(Conv2dParams)
-DDPM_CUDA_OP(GroupNormParams)
-DDPM_CUDA_OP(LinearParams)
-DDPM_CUDA_OP(AttentionParams)
-DDPM_CUDA_OP(SiluParams)
-DDPM_CUDA_OP(AddParams)
-DDPM_CUDA_OP(ConcatParams)
-DDPM_CUDA_OP(Upsample2xParams)
-DDPM_CUDA_OP(TimestepEmbeddingParams)
-DDPM_CUDA_OP(DropoutParams)
-DDPM_CUDA_OP(MseLossParams)
+// Every op, once: the rules below are declared for each.
+#define DDPM_CUDA_FOR_EACH_OP(X) \
+  X(Conv2dParams)                \
+  X(GroupNormParams)             \
+  X(LinearParams)                \
+  X(AttentionParams)             \
+  X(SiluParams)                  \
+  X(AddParams)                   \
+  X(ConcatParams)                \
+  X(Upsample2xParams)            \
+  X(TimestepEmbeddingParams)     \
+  X(DropoutParams)               \
+  X(MseLossParams)
+
+DDPM_CUDA_FOR_EACH_OP(DDPM_CUDA_OP)
 
 // The same rules for a node whose first input is bf16 (a mixed-precision
 // graph: bf16 activations and activation gradients, fp32 parameters'
 // gradients, statistics and loss; ops_dense_bf16.cpp, ops_pointwise_bf16.cpp).
 namespace bf16 {
-DDPM_CUDA_OP(Conv2dParams)
-DDPM_CUDA_OP(GroupNormParams)
-DDPM_CUDA_OP(LinearParams)
-DDPM_CUDA_OP(AttentionParams)
-DDPM_CUDA_OP(SiluParams)
-DDPM_CUDA_OP(AddParams)
-DDPM_CUDA_OP(ConcatParams)
-DDPM_CUDA_OP(Upsample2xParams)
-DDPM_CUDA_OP(TimestepEmbeddingParams)
-DDPM_CUDA_OP(DropoutParams)
-DDPM_CUDA_OP(MseLossParams)
+DDPM_CUDA_FOR_EACH_OP(DDPM_CUDA_OP)
 }  // namespace bf16
 
+#undef DDPM_CUDA_FOR_EACH_OP
 #undef DDPM_CUDA_OP
 
 // ---- helpers shared by the rule files ------------------------------------------

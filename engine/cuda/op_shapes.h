@@ -7,9 +7,11 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/backend.h"
 #include "engine/graph.h"
 #include "kernels/attention.cuh"
 #include "kernels/conv2d.cuh"
+#include "kernels/dropout.cuh"
 #include "kernels/group_norm.cuh"
 
 namespace ddpm::cuda {
@@ -70,6 +72,28 @@ auto stacked(const LinearParams& p, size_t first, int64_t each, const char* what
                                   "GraphBuilder::linear_stacked places them, to be one GEMM");
   }
   return base;
+}
+
+// elementwise.cuh's description of add's b: per_sample > 0 for the [N, C]
+// broadcast.
+struct AddLayout {
+  int64_t n, channels, per_sample;
+};
+
+inline AddLayout add_layout(const Shape& a, const Shape& b) {
+  const int64_t n = a.numel();
+  return {n, a.back(), add_is_broadcast(a, b) ? n / a[0] : 0};
+}
+
+// Dropout as the CPU keys it (engine/cpu/dropout.cpp): off outside training,
+// the step's low 32 bits (read from device memory when the context has it
+// there: a captured training step) and the node's salt.
+inline double dropout_active_p(const DropoutParams& p, const RunContext& ctx) {
+  return ctx.training ? p.p : 0.0;
+}
+
+inline kernels::DropoutKey dropout_key(const DropoutParams& p, const RunContext& ctx) {
+  return {ctx.seed, static_cast<uint32_t>(ctx.step), p.salt, ctx.device_step};
 }
 
 }  // namespace ddpm::cuda

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "engine/cuda/cuda_ops.h"
+#include "engine/cuda/op_shapes.h"
 #include "kernels/dropout.cuh"
 #include "kernels/elementwise.cuh"
 #include "kernels/mse_loss.cuh"
@@ -28,20 +29,6 @@ void backward(const SiluParams&, const BackwardArgs& a, OpEnv& env) {
 }
 
 // ---- add --------------------------------------------------------------------------
-
-namespace {
-
-// elementwise.cuh's description of b: per_sample > 0 for the [N, C] broadcast.
-struct AddLayout {
-  int64_t n, channels, per_sample;
-};
-
-AddLayout add_layout(const Shape& a, const Shape& b) {
-  const int64_t n = a.numel();
-  return {n, a.back(), add_is_broadcast(a, b) ? n / a[0] : 0};
-}
-
-}  // namespace
 
 size_t workspace_bytes(const AddParams&, std::span<const Shape> inputs, bool training,
                        const OpEnv&) {
@@ -149,35 +136,20 @@ void backward(const TimestepEmbeddingParams&, const BackwardArgs& a, OpEnv& env)
 
 // ---- dropout ----------------------------------------------------------------------
 
-namespace {
-
-// The CPU's keying (engine/cpu/dropout.cpp): off outside training or at p = 0,
-// the step's low 32 bits (read from device memory when the context has it
-// there: a captured training step).
-double active_p(const DropoutParams& p, const RunContext& ctx) {
-  return ctx.training ? p.p : 0.0;
-}
-
-kernels::DropoutKey dropout_key(const DropoutParams& p, const RunContext& ctx) {
-  return {ctx.seed, static_cast<uint32_t>(ctx.step), p.salt, ctx.device_step};
-}
-
-}  // namespace
-
 size_t workspace_bytes(const DropoutParams&, std::span<const Shape>, bool, const OpEnv&) {
   return 0;
 }
 
 void forward(const DropoutParams& p, const ForwardArgs& a, OpEnv& env) {
   kernels::dropout_forward(in(a.inputs[0]), out(a.outputs[0]), a.inputs[0].numel(),
-                           active_p(p, a.ctx), dropout_key(p, a.ctx), env.stream());
+                           dropout_active_p(p, a.ctx), dropout_key(p, a.ctx), env.stream());
 }
 
 void backward(const DropoutParams& p, const BackwardArgs& a, OpEnv& env) {
   if (no_upstream_gradient(a, env.stream())) return;
   if (float* dx = grad(a.grad_inputs[0]))
     kernels::dropout_backward(in(a.grad_outputs[0]), dx, a.grad_outputs[0].numel(),
-                              active_p(p, a.ctx), dropout_key(p, a.ctx),
+                              dropout_active_p(p, a.ctx), dropout_key(p, a.ctx),
                               a.grad_inputs[0].accumulate, env.stream());
 }
 

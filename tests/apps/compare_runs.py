@@ -4,9 +4,10 @@
 no numpy). Exits 1 with the worst difference when the files differ by more
 than allowed, 2 on unreadable input.
 
-  compare_runs.py npy A.npy B.npy [--max-abs T]
+  compare_runs.py npy A.npy B.npy [--max-abs T] [--mean-abs M]
       the sampled images (float32 .npy as ddpm_cuda_sample writes them);
-      bitwise unless --max-abs is given.
+      bitwise unless --max-abs (and optionally --mean-abs: the mean of
+      |a - b| over every value) is given.
   compare_runs.py metrics A/metrics.jsonl B/metrics.jsonl [--rel T]
       step, lr and ema_decay bitwise (host arithmetic on both); loss and
       grad_norm bitwise unless --rel bounds |a - b| / max(|a|, |b|). Timing
@@ -66,7 +67,7 @@ def worst(a, b):
     return best, where
 
 
-def compare_values(what, a, b, max_abs):
+def compare_values(what, a, b, max_abs, mean_abs=None):
     if len(a) != len(b):
         return [f"{what}: {len(a)} values against {len(b)}"]
     if max_abs is None:
@@ -74,11 +75,19 @@ def compare_values(what, a, b, max_abs):
             return []
         d, i = worst(a, b)
         return [f"{what}: not bitwise equal (max |a - b| = {d:.3g} at {i}: {a[i]!r} vs {b[i]!r})"]
+    errors = []
     d, i = worst(a, b)
     if d <= max_abs:
         print(f"{what}: max |a - b| = {d:.3g} <= {max_abs:g}")
-        return []
-    return [f"{what}: max |a - b| = {d:.3g} at {i} ({a[i]!r} vs {b[i]!r}) > {max_abs:g}"]
+    else:
+        errors.append(f"{what}: max |a - b| = {d:.3g} at {i} ({a[i]!r} vs {b[i]!r}) > {max_abs:g}")
+    if mean_abs is not None:
+        m = sum(abs(x - y) for x, y in zip(a, b)) / max(1, len(a))
+        if m <= mean_abs:
+            print(f"{what}: mean |a - b| = {m:.3g} <= {mean_abs:g}")
+        else:
+            errors.append(f"{what}: mean |a - b| = {m:.3g} > {mean_abs:g}")
+    return errors
 
 
 def main():
@@ -87,13 +96,16 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--max-abs", type=float, default=None)
+    ap.add_argument("--mean-abs", type=float, default=None)
     ap.add_argument("--rel", type=float, default=None)
     args = ap.parse_args()
+    if args.mean_abs is not None and (args.kind != "npy" or args.max_abs is None):
+        ap.error("--mean-abs goes with npy and --max-abs")
     try:
         if args.kind == "npy":
             (sa, a), (sb, b) = read_npy(args.a), read_npy(args.b)
             errors = [f"shapes {sa} and {sb}"] if sa != sb else compare_values(
-                "images", a, b, args.max_abs)
+                "images", a, b, args.max_abs, args.mean_abs)
         elif args.kind == "tensors":
             ta, tb = read_safetensors(args.a), read_safetensors(args.b)
             errors = [] if sorted(ta) == sorted(tb) else [f"tensor names {sorted(ta)} vs {sorted(tb)}"]

@@ -30,6 +30,46 @@ $train --resume "$work/run" --steps 4 || fail "resume"
 [[ $(wc -l <"$work/run/metrics.jsonl") -eq 4 ]] || fail "metrics.jsonl should have 4 lines after resuming"
 grep -q '"step":4' "$work/run/metrics.jsonl" || fail "no step 4 in metrics.jsonl"
 
+echo "== --precision on the CPU: fp32 works and is recorded; bf16 and unknown values fail"
+out=$($train --config "$src/tests/apps/tiny_train.json" --steps 1 --out "$work/fp32_auto" 2>&1) ||
+  fail "train with the default precision: $out"
+grep -q "^precision: fp32 (auto: the CPU computes in fp32)" <<<"$out" ||
+  fail "auto on the CPU does not say it picks fp32: $out"
+# Every line of metrics.jsonl and the checkpoint's config record the precision.
+[[ $(grep -c '"precision":"fp32"' "$work/run/metrics.jsonl") -eq 4 ]] ||
+  fail "not every metrics.jsonl line records precision fp32"
+grep -q '"precision": "fp32"' "$work/run/checkpoint/train_config.json" ||
+  fail "the checkpoint's train_config.json does not record the precision"
+$train --config "$src/tests/apps/tiny_train.json" --steps 1 --device cpu --precision fp32 \
+  --out "$work/fp32" >/dev/null || fail "train --precision fp32 on the CPU"
+$sample --model "$src/tests/golden/unet_tiny" --steps 2 --num 1 --device cpu --precision fp32 \
+  --out "$work/fp32/g.png" >/dev/null || fail "sample --precision fp32 on the CPU"
+train_cmd=("$train" --config "$src/tests/apps/tiny_train.json" --out "$work/bf16_cpu")
+sample_cmd=("$sample" --model "$src/tests/golden/unet_tiny" --steps 2 --num 1 --out "$work/bf16_cpu/g.png")
+bench_cmd=("$build/apps/ddpm_cuda_bench" --e2e --config "$src/tests/apps/tiny_train.json")
+for app in train_cmd sample_cmd bench_cmd; do
+  declare -n cmd=$app
+  expect_error "precision bf16 needs a CUDA device; the cpu backend computes in fp32" \
+    "${cmd[@]}" --device cpu --precision bf16
+  expect_error "precision: fp16 not in \{auto,bf16,fp32\}" "${cmd[@]}" --precision fp16
+  unset -n cmd
+done
+[[ -e $work/bf16_cpu ]] && fail "--precision bf16 on the CPU left a run folder behind"
+# A checkpoint recorded in another precision resumes, with a warning: its
+# fp32 master weights are the same either way (the recorded value is edited
+# here: a CPU run cannot write bf16).
+cp -r "$work/fp32" "$work/fp32_resume"
+python3 - "$work/fp32_resume/checkpoint/train_config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["training"]["precision"] = "bf16"
+json.dump(c, open(sys.argv[1], "w"))
+PY
+out=$($train --resume "$work/fp32_resume" --steps 2 --device cpu 2>&1) || fail "resume a bf16-recorded checkpoint on the CPU: $out"
+grep -q "warning: the checkpoint was trained in bf16; this run continues in fp32" <<<"$out" ||
+  fail "no warning that the precision changed on resume: $out"
+tail -1 "$work/fp32_resume/metrics.jsonl" | grep -q '"precision":"fp32"' || fail "the resumed step does not record fp32"
+
 echo "== the EMA follows the trained weights (diffusers' warmup), not the initialisation"
 # The reference: one step with a constant decay of 1 - 1e-6 keeps the EMA at
 # the initialisation (to 1e-6 of one step); the same seed gives the same init.
